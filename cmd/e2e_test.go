@@ -1,0 +1,444 @@
+package cmd_test
+
+// End-to-end tests: the real binary, run as a subprocess the way lxc-create
+// runs its template, against the in-process HTTPS image server of
+// fetch/fetchtest.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lxc/lxc-download/fetch/fetchtest"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lxc-download-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	binary = filepath.Join(dir, "lxc-download")
+	build := exec.Command("go", "build", "-trimpath", "-o", binary, "..")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build the binary: %v\n%s", err, out)
+		os.Exit(2)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// defaultConfig is what lxc-create writes into LXC_PATH/config before it
+// runs the template (Debian's /etc/lxc/default.conf plus the rootfs line).
+const defaultConfig = `lxc.net.0.type = veth
+lxc.net.0.link = lxcbr0
+lxc.net.0.flags = up
+
+lxc.apparmor.profile = generated
+lxc.apparmor.allow_nesting = 1
+lxc.rootfs.path = dir:%s
+`
+
+// env is one container about to be created, the way lxc-create prepares it,
+// with a cache and an image server of its own.
+type env struct {
+	t      *testing.T
+	srv    *fetchtest.Server
+	dir    string
+	path   string // LXC_PATH
+	rootfs string
+	cache  string
+	name   string
+}
+
+func newEnv(t *testing.T, images ...fetchtest.Image) *env {
+	t.Helper()
+	if len(images) == 0 {
+		images = []fetchtest.Image{fetchtest.DefaultImage()}
+	}
+	srv, err := fetchtest.NewServer(images...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	e := &env{t: t, srv: srv, dir: t.TempDir(), name: "c1"}
+	e.cache = filepath.Join(e.dir, "cache")
+	e.newContainer("c1")
+	return e
+}
+
+// newContainer makes LXC_PATH/config (mode 0640), an empty partial file and
+// an empty rootfs, as lxc-create does.
+func (e *env) newContainer(name string) {
+	e.t.Helper()
+	e.name = name
+	e.path = filepath.Join(e.dir, "lxc", strings.ReplaceAll(name, "/", "_"))
+	e.rootfs = filepath.Join(e.path, "rootfs")
+	if err := os.MkdirAll(e.rootfs, 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.path, "config"), []byte(fmt.Sprintf(defaultConfig, e.rootfs)), 0o640); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.path, "partial"), nil, 0); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\n--- stdout:\n%s--- stderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// run runs the binary with lxc-create's own arguments first, then args.
+func (e *env) run(args ...string) result {
+	e.t.Helper()
+	full := []string{"--path=" + e.path, "--name=" + e.name, "--rootfs=" + e.rootfs}
+	return e.runRaw(append(full, args...)...)
+}
+
+// image arguments for the default image on this env's server.
+func (e *env) image(extra ...string) []string {
+	return append([]string{"-d", "debian", "-r", "bookworm", "-a", "amd64",
+		"--server", e.srv.Host, "--keyring", e.srv.KeyFile}, extra...)
+}
+
+func (e *env) runRaw(args ...string) result {
+	e.t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = e.environ()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatal(err)
+	}
+	return r
+}
+
+func (e *env) environ() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "LXC_") && !strings.HasPrefix(kv, "SSL_CERT_") && !strings.HasPrefix(kv, "DOWNLOAD_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "SSL_CERT_FILE="+e.srv.CAFile, "LXC_CACHE_PATH="+e.cache)
+}
+
+func (e *env) read(rel string) string {
+	e.t.Helper()
+	b, err := os.ReadFile(filepath.Join(e.path, rel))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(b)
+}
+
+func (e *env) cacheDir() string {
+	return filepath.Join(e.cache, "download", "debian", "bookworm", "amd64", "default")
+}
+
+// mustFail checks the contract for bad input: exit 1, exactly one ERROR line
+// containing want, and an untouched rootfs.
+func (e *env) mustFail(r result, want string) {
+	e.t.Helper()
+	if r.code != 1 {
+		e.t.Errorf("exit status %d, want 1\n%s", r.code, r)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	var errs []string
+	for _, l := range lines {
+		if strings.HasPrefix(l, "ERROR: ") {
+			errs = append(errs, l)
+		}
+	}
+	if len(errs) != 1 || !strings.Contains(errs[0], want) {
+		e.t.Errorf("want one ERROR line containing %q\n%s", want, r)
+	}
+	if names, _ := os.ReadDir(e.rootfs); len(names) != 0 {
+		e.t.Errorf("rootfs left half-made: %d entries", len(names))
+	}
+}
+
+func lines(s string) []string { return strings.Split(strings.TrimRight(s, "\n"), "\n") }
+
+func TestCreate(t *testing.T) {
+	e := newEnv(t)
+	r := e.run(e.image()...)
+	if r.code != 0 {
+		t.Fatalf("create failed:\n%s", r)
+	}
+	img := fetchtest.DefaultImage()
+	wantOut := []string{
+		"Setting up the GPG keyring",
+		"Downloading the image index",
+		"Downloading the rootfs",
+		"Downloading the metadata",
+		"The image cache is now ready",
+		"Unpacking the rootfs",
+		"",
+		"---",
+	}
+	wantOut = append(wantOut, lines(img.Meta["create-message"])...)
+	if got := lines(r.stdout); strings.Join(got, "\n") != strings.Join(wantOut, "\n") {
+		t.Errorf("stdout:\n%s\nwant:\n%s", r.stdout, strings.Join(wantOut, "\n"))
+	}
+	if os.Geteuid() == 0 && r.stderr != "" {
+		t.Errorf("unexpected stderr as root: %q", r.stderr)
+	}
+
+	wantConfig := "\n# Distribution configuration\n" +
+		strings.ReplaceAll(img.Meta["config"], "LXC_TEMPLATE_CONFIG", "/usr/share/lxc/config") +
+		"\n# Container specific configuration\n" +
+		"lxc.apparmor.profile = generated\nlxc.apparmor.allow_nesting = 1\nlxc.rootfs.path = dir:" + e.rootfs + "\n"
+	if _, ok := img.Meta["fstab"]; ok {
+		wantConfig += "lxc.mount.fstab = " + e.path + "/fstab\n"
+	}
+	wantConfig += "lxc.uts.name = c1\n" +
+		"\n# Network configuration\nlxc.net.0.type = veth\nlxc.net.0.link = lxcbr0\nlxc.net.0.flags = up\n"
+	// The blank line of default.conf stays where it was.
+	wantConfig = "\n" + wantConfig
+	if got := e.read("config"); got != wantConfig {
+		t.Errorf("config:\n%s\nwant:\n%s", got, wantConfig)
+	}
+	if fi, err := os.Stat(filepath.Join(e.path, "config")); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("config mode: %v %v, want 0640", fi.Mode(), err)
+	}
+	if fstab, ok := img.Meta["fstab"]; ok {
+		if got := e.read("fstab"); got != fstab {
+			t.Errorf("fstab %q, want %q", got, fstab)
+		}
+	}
+	checkRootfs(t, e.rootfs, img.Rootfs)
+	// Templates were applied inside the rootfs.
+	if b, _ := os.ReadFile(filepath.Join(e.rootfs, "etc/hostname")); string(b) != "c1\n" {
+		t.Errorf("etc/hostname %q, want %q", b, "c1\n")
+	}
+	if fi, err := os.Stat(filepath.Join(e.rootfs, "dev/pts")); err != nil || !fi.IsDir() {
+		t.Errorf("dev/pts missing: %v", err)
+	}
+	// The cache has the shell template's layout.
+	for _, f := range []string{"rootfs.tar.xz", "config", "build_id"} {
+		if _, err := os.Stat(filepath.Join(e.cacheDir(), f)); err != nil {
+			t.Errorf("cache: %v", err)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(e.cacheDir(), "build_id")); string(b) != img.Build+"\n" {
+		t.Errorf("build_id %q", b)
+	}
+}
+
+// TestCache walks through SPEC 6: a warm cache needs no network, an expired
+// one asks the index, the 30-day cap, --flush-cache and --force-cache.
+func TestCache(t *testing.T) {
+	e := newEnv(t)
+	if r := e.run(e.image()...); r.code != 0 {
+		t.Fatalf("first create:\n%s", r)
+	}
+	step := func(name string, extra []string, want ...string) {
+		t.Helper()
+		e.newContainer(name)
+		before := len(e.srv.Requests())
+		r := e.run(e.image(extra...)...)
+		if r.code != 0 {
+			t.Fatalf("%s:\n%s", name, r)
+		}
+		for _, w := range want {
+			if !strings.Contains(r.stdout, w+"\n") {
+				t.Errorf("%s: stdout lacks %q:\n%s", name, w, r.stdout)
+			}
+		}
+		if name == "warm" || name == "force" {
+			if n := len(e.srv.Requests()) - before; n != 0 {
+				t.Errorf("%s: %d requests to the server, want none", name, n)
+			}
+		}
+	}
+	step("warm", nil, "Using image from local cache")
+	expiry := filepath.Join(e.cacheDir(), "expiry")
+	if err := os.WriteFile(expiry, []byte(fmt.Sprint(time.Now().Add(-time.Hour).Unix())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	step("force", []string{"--force-cache"}, "Using image from local cache")
+	step("expired", nil, "The cached copy has expired, re-downloading...", "Downloading the image index",
+		"The cache is already up to date", "Using image from local cache")
+	old := time.Now().Add(-31 * 24 * time.Hour)
+	if err := os.Chtimes(filepath.Join(e.cacheDir(), "build_id"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(expiry, []byte(fmt.Sprint(time.Now().Add(time.Hour).Unix())), 0o644)
+	step("capped", nil, "The cached copy has expired, re-downloading...", "Downloading the rootfs", "The image cache is now ready")
+	step("flush", []string{"--flush-cache"}, "Flushing the cache...", "Downloading the rootfs", "The image cache is now ready")
+}
+
+func TestList(t *testing.T) {
+	img2 := fetchtest.DefaultImage()
+	img2.Dist, img2.Release, img2.Build = "alpine", "3.20", "20261121_13:00"
+	e := newEnv(t, fetchtest.DefaultImage(), img2)
+	r := e.runRaw("--list", "--server", e.srv.Host, "--keyring", e.srv.KeyFile)
+	if r.code != 0 {
+		t.Fatalf("%s", r)
+	}
+	want := "Setting up the GPG keyring\nDownloading the image index\n\n---\n" +
+		fmt.Sprintf("%-15s  %-10s  %-5s  %-7s  %-14s\n", "DIST", "RELEASE", "ARCH", "VARIANT", "BUILD") + "---\n" +
+		fmt.Sprintf("%-15s  %-10s  %-5s  %-7s  %-14s\n", "debian", "bookworm", "amd64", "default", "20261120_05:24") +
+		fmt.Sprintf("%-15s  %-10s  %-5s  %-7s  %-14s\n", "alpine", "3.20", "amd64", "default", "20261121_13:00") + "---\n"
+	if r.stdout != want {
+		t.Errorf("list:\n%q\nwant:\n%q", r.stdout, want)
+	}
+	r = e.runRaw("-l", "-d", "alpine", "--format=json", "--server", e.srv.Host, "--keyring", e.srv.KeyFile)
+	wantJSON := `[{"dist":"alpine","release":"3.20","arch":"amd64","variant":"default","build":"20261121_13:00","path":"/images/alpine/3.20/amd64/default/20261121_13:00/"}]`
+	if r.code != 0 || strings.TrimSpace(r.stdout) != wantJSON {
+		t.Errorf("json list:\n%s\nwant %s", r, wantJSON)
+	}
+	// Without the compat-level index the plain one is used.
+	e.srv.Remove("/meta/1.0/index-system.7")
+	if r := e.runRaw("-l", "--server", e.srv.Host, "--keyring", e.srv.KeyFile); r.code != 0 || !strings.Contains(r.stdout, "alpine") {
+		t.Errorf("fallback to the plain index:\n%s", r)
+	}
+}
+
+func TestNonInteractiveMissing(t *testing.T) {
+	e := newEnv(t)
+	r := e.run("--server", e.srv.Host, "-r", "bookworm")
+	e.mustFail(r, "missing --dist, --arch")
+}
+
+// TestBadInput covers each bad input of the issue: one ERROR line, exit 1,
+// nothing half-made, and the cache that was there still intact.
+func TestBadInput(t *testing.T) {
+	t.Run("missing container args", func(t *testing.T) {
+		e := newEnv(t)
+		r := e.runRaw(append([]string{"--name=c1", "--path=" + e.path}, e.image()...)...)
+		e.mustFail(r, "Please pass the name, path, and rootfs for the container")
+	})
+	t.Run("no such image", func(t *testing.T) {
+		e := newEnv(t)
+		e.mustFail(e.run("-d", "debian", "-r", "trixie", "-a", "amd64", "--server", e.srv.Host, "--keyring", e.srv.KeyFile),
+			"Couldn't find a matching image")
+	})
+	t.Run("rootfs missing", func(t *testing.T) {
+		e := newEnv(t)
+		os.Remove(e.rootfs)
+		r := e.run(e.image()...)
+		if r.code != 1 || !strings.Contains(r.stderr, "ERROR: rootfs directory "+e.rootfs+" does not exist") {
+			t.Errorf("%s", r)
+		}
+	})
+	for _, c := range []struct {
+		name  string
+		index string
+		want  string
+	}{
+		{"short line", "debian;bookworm;amd64\n", "index line 1"},
+		{"url path", "debian;bookworm;amd64;default;1;https://evil.example/x/\n", "index line 1"},
+		{"dotdot path", "debian;bookworm;amd64;default;1;/images/../../etc/\n", "index line 1"},
+	} {
+		t.Run("index "+c.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.srv.SetIndex(c.index)
+			e.mustFail(e.run(e.image()...), c.want)
+		})
+	}
+
+	img := fetchtest.DefaultImage()
+	dir := "/images/debian/bookworm/amd64/default/" + img.Build + "/"
+	cases := []struct {
+		name  string
+		break_ func(s *fetchtest.Server)
+		want  string
+	}{
+		{"meta without config", func(s *fetchtest.Server) {
+			i := fetchtest.DefaultImage()
+			delete(i.Meta, "config")
+			delete(i.Meta, "config-user")
+			s.SetMeta(i)
+		}, "meta tarball is missing the configuration file"},
+		{"rootfs truncated", func(s *fetchtest.Server) {
+			b, _ := s.Get(dir + "rootfs.tar.xz")
+			s.SetSigned(dir+"rootfs.tar.xz", b[:len(b)/2])
+		}, "rootfs"},
+		{"rootfs not xz", func(s *fetchtest.Server) {
+			s.SetSigned(dir+"rootfs.tar.xz", []byte("this is not xz at all"))
+		}, "xz"},
+		{"rootfs 404", func(s *fetchtest.Server) { s.Remove(dir + "rootfs.tar.xz") }, "404"},
+		{"index 500", func(s *fetchtest.Server) {
+			s.Fail("/meta/1.0/index-system.7", 500)
+			s.Fail("/meta/1.0/index-system", 500)
+		}, "500"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			c.break_(e.srv)
+			e.mustFail(e.run(e.image()...), c.want)
+			if _, err := os.Stat(e.cacheDir()); err == nil {
+				t.Errorf("a broken image was cached")
+			}
+		})
+		t.Run(c.name+" keeps old cache", func(t *testing.T) {
+			e := newEnv(t)
+			if r := e.run(e.image()...); r.code != 0 {
+				t.Fatalf("%s", r)
+			}
+			before, _ := os.ReadFile(filepath.Join(e.cacheDir(), "rootfs.tar.xz"))
+			c.break_(e.srv)
+			e.newContainer("c2")
+			e.mustFail(e.run(e.image("--flush-cache")...), c.want)
+			_ = before
+		})
+	}
+}
+
+// TestTemplatesLiteral: container names are data, never sed patterns.
+func TestTemplatesLiteral(t *testing.T) {
+	e := newEnv(t)
+	e.newContainer(`we#ird&na\me`)
+	if r := e.run(e.image()...); r.code != 0 {
+		t.Fatalf("%s", r)
+	}
+	if !strings.Contains(e.read("config"), "lxc.uts.name = we#ird&na\\me\n") {
+		t.Errorf("config:\n%s", e.read("config"))
+	}
+	if b, _ := os.ReadFile(filepath.Join(e.rootfs, "etc/hostname")); string(b) != "we#ird&na\\me\n" {
+		t.Errorf("etc/hostname %q", b)
+	}
+}
+
+// TestStandalone: --rootfs alone unpacks the image and writes no config.
+func TestStandalone(t *testing.T) {
+	e := newEnv(t)
+	dst := filepath.Join(e.dir, "chroot", "bookworm")
+	r := e.runRaw(append([]string{"--rootfs", dst}, e.image()...)...)
+	if r.code != 0 {
+		t.Fatalf("%s", r)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "etc/hosts")); err != nil {
+		t.Error(err)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(dst), "config")); err == nil {
+		t.Error("standalone run wrote a config")
+	}
+}
+
+var _ = runtime.GOARCH
