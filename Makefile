@@ -61,5 +61,35 @@ install: build
 man:
 	$(GO) test -count=1 -run 'TestManPage' ./cmd/
 
+# Static binaries for every architecture the image server builds for, named
+# lxc-download-ARCH (the image server's architecture names), with SHA256SUMS.
+# mips and mipsle use soft float: most MIPS routers have no FPU.
+DIST_ARCHES := amd64:amd64: arm64:arm64: armhf:arm:GOARM=7 armel:arm:GOARM=5 \
+               i386:386: ppc64le:ppc64le: s390x:s390x: riscv64:riscv64: \
+               mips:mips:GOMIPS=softfloat mipsle:mipsle:GOMIPS=softfloat
+dist:
+	@rm -rf dist && mkdir -p dist
+	@for spec in $(DIST_ARCHES); do \
+	  name=$${spec%%:*}; rest=$${spec#*:}; goarch=$${rest%%:*}; extra=$${rest#*:}; \
+	  echo "== dist/lxc-download-$$name"; \
+	  env GOOS=linux GOARCH=$$goarch $$extra $(GOBUILD) -o dist/lxc-download-$$name . || exit 1; \
+	done
+	@cd dist && sha256sum lxc-download-* > SHA256SUMS && ls -l lxc-download-*
+
+# Benchmarks: Go benchmarks of the decoder and the extractor, then the
+# comparison with the shell template's tools on the same input (ratios).
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3x -count 3 ./cache/... 
+	sh cache/testdata/bench/compare.sh
+
+# Run every fuzz target for FUZZTIME each (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
 clean:
 	rm -rf lxc-download dist $(DEMO)

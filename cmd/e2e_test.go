@@ -120,7 +120,14 @@ func (e *env) image(extra ...string) []string {
 
 func (e *env) runRaw(args ...string) result {
 	e.t.Helper()
-	cmd := exec.Command(binary, args...)
+	return e.runWith(binary, args...)
+}
+
+// runWith runs prog (the binary, or a program that runs it: qemu, chroot)
+// in this env's environment.
+func (e *env) runWith(prog string, args ...string) result {
+	e.t.Helper()
+	cmd := exec.Command(prog, args...)
 	cmd.Env = e.environ()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -364,9 +371,9 @@ func TestBadInput(t *testing.T) {
 	img := fetchtest.DefaultImage()
 	dir := "/images/debian/bookworm/amd64/default/" + img.Build + "/"
 	cases := []struct {
-		name  string
+		name   string
 		break_ func(s *fetchtest.Server)
-		want  string
+		want   string
 	}{
 		{"meta without config", func(s *fetchtest.Server) {
 			i := fetchtest.DefaultImage()

@@ -202,6 +202,11 @@ func listNames(t *testing.T, dir string) string {
 	}
 	var names []string
 	for _, e := range ents {
+		// Hidden files are this program's own records (the sums of the
+		// cached rootfs); the shell template ignores them.
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
 		names = append(names, e.Name())
 	}
 	return strings.Join(names, " ")
