@@ -1,0 +1,54 @@
+package fetch
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/lxc/lxc-download/compat"
+)
+
+// Index downloads, verifies (with Validate) and parses the image index for
+// mode: meta/1.0/index-MODE.7 first, then meta/1.0/index-MODE when the
+// compat-level file or its signature does not exist. The index and its
+// signature always come from the primary server.
+func (c *Client) Index(ctx context.Context, mode compat.Mode) (*compat.Index, error) {
+	base := "meta/1.0/index-" + string(mode)
+	compatName := fmt.Sprintf("%s.%d", base, compat.Level)
+	data, err := c.signedFile(ctx, compatName)
+	if isNotFound(err) {
+		data, err = c.signedFile(ctx, base)
+	}
+	if err != nil {
+		return nil, err
+	}
+	ix, err := compat.ParseIndex(data)
+	if err != nil {
+		return nil, fmt.Errorf("parse index: %w", err)
+	}
+	return ix, nil
+}
+
+// Index files and signatures are small; anything larger is not one.
+const (
+	maxIndexSize     = 32 << 20
+	maxSignatureSize = 1 << 20
+	maxSumsSize      = 1 << 20
+)
+
+// signedFile fetches path from the primary server and, with Validate, its
+// signature path.asc, and verifies it. A missing file or signature is a
+// *StatusError with code 404.
+func (c *Client) signedFile(ctx context.Context, path string) ([]byte, error) {
+	data, err := c.getSmall(ctx, path, maxIndexSize)
+	if err != nil || !c.o.Validate {
+		return data, err
+	}
+	sig, err := c.getSmall(ctx, path+".asc", maxSignatureSize)
+	if err != nil {
+		return nil, err
+	}
+	if err := VerifyDetached(c.o.Keyring, path, data, sig); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
