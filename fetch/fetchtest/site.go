@@ -1,0 +1,466 @@
+package fetchtest
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Request is one request a server received, as its log records it.
+type Request struct {
+	Time      time.Time
+	Method    string
+	Path      string // URL path with repeated slashes collapsed ("//images/x" is "/images/x")
+	RawPath   string // URL path as the client sent it
+	Query     string
+	TLS       bool   // came in over HTTPS (else plain HTTP)
+	Range     string // the Range header, "" if none
+	IfRange   string
+	UserAgent string
+	NoGeoIP   string      // the X-LXC-No-GeoIP header
+	Header    http.Header // every request header
+	// Status is the status sent; 0 if the connection was dropped before
+	// the header went out.
+	Status   int
+	Location string // the Location header of a redirect
+	// Bytes is how many body bytes were handed to the connection: with a
+	// dropped connection, those before the drop.
+	Bytes int64
+}
+
+// site is what every server of this package shares: an HTTPS and a plain
+// HTTP listener on the loopback, a request log, injected faults, a rate
+// limit, and the content handler of the concrete server.
+type site struct {
+	handler http.HandlerFunc
+
+	mu        sync.Mutex
+	log       []*Request
+	faults    []*fault
+	httpsDown bool
+	tlsConns  map[net.Conn]struct{}
+	rate      limiter
+
+	tlsSrv, plainSrv *http.Server
+	host, httpHost   string
+	closed           chan struct{}
+	closeOnce        sync.Once
+}
+
+func newSite(handler http.HandlerFunc) (*site, error) {
+	p, err := testPKI()
+	if err != nil {
+		return nil, fmt.Errorf("fetchtest: certificates: %w", err)
+	}
+	s := &site{handler: handler, closed: make(chan struct{}), tlsConns: map[net.Conn]struct{}{}}
+	tcpTLS, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("fetchtest: listen: %w", err)
+	}
+	plain, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tcpTLS.Close()
+		return nil, fmt.Errorf("fetchtest: listen: %w", err)
+	}
+	s.host, s.httpHost = tcpTLS.Addr().String(), plain.Addr().String()
+	tlsConfig := &tls.Config{
+		Certificates: []tls.Certificate{p.cert},
+		// HTTP/1.1 only: dropping a connection mid-body is then exactly
+		// what a client sees from a failing link.
+		NextProtos: []string{"http/1.1"},
+	}
+	s.tlsSrv = &http.Server{
+		Handler:   http.HandlerFunc(s.serve),
+		ConnState: s.trackTLS,
+		ErrorLog:  quietLog,
+	}
+	s.plainSrv = &http.Server{Handler: http.HandlerFunc(s.serve), ErrorLog: quietLog}
+	go s.tlsSrv.Serve(tls.NewListener(&downListener{Listener: tcpTLS, s: s}, tlsConfig))
+	go s.plainSrv.Serve(plain)
+	return s, nil
+}
+
+func (s *site) close() {
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		s.tlsSrv.Close()
+		s.plainSrv.Close()
+	})
+}
+
+// downListener refuses every connection while the site's HTTPS is down:
+// it accepts and closes it at once, so the client's TLS handshake fails.
+type downListener struct {
+	net.Listener
+	s *site
+}
+
+func (l *downListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		l.s.mu.Lock()
+		down := l.s.httpsDown
+		l.s.mu.Unlock()
+		if !down {
+			return c, nil
+		}
+		c.Close()
+	}
+}
+
+func (s *site) trackTLS(c net.Conn, state http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch state {
+	case http.StateNew:
+		s.tlsConns[c] = struct{}{}
+	case http.StateClosed, http.StateHijacked:
+		delete(s.tlsConns, c)
+	}
+}
+
+func (s *site) setHTTPSDown(down bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.httpsDown = down
+	if down {
+		for c := range s.tlsConns {
+			c.Close()
+		}
+	}
+}
+
+func (s *site) requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Request, len(s.log))
+	for i, r := range s.log {
+		out[i] = *r
+	}
+	return out
+}
+
+// cleanPath collapses repeated slashes, as the image server does: the
+// shell template asks for https://SERVER//images/... since index paths
+// start with a slash.
+func cleanPath(p string) string {
+	for strings.Contains(p, "//") {
+		p = strings.ReplaceAll(p, "//", "/")
+	}
+	if p == "" {
+		p = "/"
+	}
+	return p
+}
+
+func (s *site) serve(w http.ResponseWriter, r *http.Request) {
+	path := cleanPath(r.URL.Path)
+	rec := &Request{
+		Time:      time.Now(),
+		Method:    r.Method,
+		Path:      path,
+		RawPath:   r.URL.EscapedPath(),
+		Query:     r.URL.RawQuery,
+		TLS:       r.TLS != nil,
+		Range:     r.Header.Get("Range"),
+		IfRange:   r.Header.Get("If-Range"),
+		UserAgent: r.Header.Get("User-Agent"),
+		NoGeoIP:   r.Header.Get("X-LXC-No-GeoIP"),
+		Header:    r.Header.Clone(),
+	}
+	s.mu.Lock()
+	s.log = append(s.log, rec)
+	plan := s.takeFaults(path)
+	s.mu.Unlock()
+
+	bw := &bodyWriter{ResponseWriter: w, s: s, rec: rec, plan: plan, ctx: r.Context()}
+	if plan.status != 0 {
+		http.Error(bw, fmt.Sprintf("fetchtest: injected %d %s", plan.status, http.StatusText(plan.status)), plan.status)
+		return
+	}
+	if plan.ignoreRange {
+		r.Header.Del("Range")
+		r.Header.Del("If-Range")
+	}
+	r.URL.Path = path
+	s.handler(bw, r)
+}
+
+// A fault changes how the requests for a path (or, for a path ending in
+// "/", every path below it) are answered, for its next `times` requests,
+// or for all of them if times <= 0.
+type fault struct {
+	path  string
+	times int
+
+	status      int
+	ignoreRange bool
+	dropAfter   int64 // -1: never
+	stallAfter  int64 // -1: never
+	stallFor    time.Duration
+	trickle     int // bytes per write; 0: no trickle
+	trickleGap  time.Duration
+	extraLength int64
+}
+
+func (f *fault) matches(path string) bool {
+	if strings.HasSuffix(f.path, "/") {
+		return strings.HasPrefix(path, f.path)
+	}
+	return path == f.path
+}
+
+// plan is what the faults matching one request add up to.
+type plan struct {
+	status      int
+	ignoreRange bool
+	dropAfter   int64
+	stallAfter  int64
+	stallFor    time.Duration
+	trickle     int
+	trickleGap  time.Duration
+	extraLength int64
+}
+
+// takeFaults combines the faults matching path, using up one of each's
+// times. Called with s.mu held.
+func (s *site) takeFaults(path string) plan {
+	p := plan{dropAfter: -1, stallAfter: -1}
+	kept := s.faults[:0]
+	for _, f := range s.faults {
+		if !f.matches(path) {
+			kept = append(kept, f)
+			continue
+		}
+		if f.status != 0 && p.status == 0 {
+			p.status = f.status
+		}
+		p.ignoreRange = p.ignoreRange || f.ignoreRange
+		if f.dropAfter >= 0 && (p.dropAfter < 0 || f.dropAfter < p.dropAfter) {
+			p.dropAfter = f.dropAfter
+		}
+		if f.stallAfter >= 0 {
+			p.stallAfter, p.stallFor = f.stallAfter, f.stallFor
+		}
+		if f.trickle > 0 {
+			p.trickle, p.trickleGap = f.trickle, f.trickleGap
+		}
+		p.extraLength += f.extraLength
+		if f.times > 0 {
+			f.times--
+			if f.times == 0 {
+				continue
+			}
+		}
+		kept = append(kept, f)
+	}
+	clear(s.faults[len(kept):])
+	s.faults = kept
+	return p
+}
+
+func (s *site) addFault(f fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, &f)
+}
+
+func (s *site) clearFaults(paths []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(paths) == 0 {
+		s.faults = nil
+		return
+	}
+	kept := s.faults[:0]
+	for _, f := range s.faults {
+		drop := false
+		for _, p := range paths {
+			if f.path == p {
+				drop = true
+			}
+		}
+		if !drop {
+			kept = append(kept, f)
+		}
+	}
+	clear(s.faults[len(kept):])
+	s.faults = kept
+}
+
+// bodyWriter applies a request's faults and the rate limit to the
+// response, and records its status and body bytes in the log.
+type bodyWriter struct {
+	http.ResponseWriter
+	s       *site
+	rec     *Request
+	plan    plan
+	ctx     context.Context
+	sent    int64
+	stalled bool
+	header  bool
+}
+
+func (w *bodyWriter) WriteHeader(status int) {
+	if w.header {
+		return
+	}
+	w.header = true
+	h := w.Header()
+	if w.plan.extraLength > 0 {
+		if n, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil {
+			h.Set("Content-Length", strconv.FormatInt(n+w.plan.extraLength, 10))
+		}
+	}
+	w.s.mu.Lock()
+	w.rec.Status = status
+	w.rec.Location = h.Get("Location")
+	w.s.mu.Unlock()
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// chunk is the most a bodyWriter hands the connection at once, so that the
+// rate limit and the faults act at a fine grain.
+const chunk = 16 << 10
+
+func (w *bodyWriter) Write(p []byte) (int, error) {
+	if !w.header {
+		w.WriteHeader(http.StatusOK)
+	}
+	written := 0
+	for len(p) > 0 {
+		n := min(len(p), chunk)
+		if w.plan.trickle > 0 {
+			n = min(n, w.plan.trickle)
+		}
+		if w.plan.dropAfter >= 0 && w.sent+int64(n) > w.plan.dropAfter {
+			n = int(w.plan.dropAfter - w.sent)
+		}
+		if !w.stalled && w.plan.stallAfter >= 0 && w.sent+int64(n) > w.plan.stallAfter {
+			n = int(w.plan.stallAfter - w.sent)
+		}
+		if n > 0 {
+			if err := w.s.rate.wait(w.ctx, w.s.closed, n); err != nil {
+				return written, err
+			}
+			w.count(n)
+			m, err := w.ResponseWriter.Write(p[:n])
+			written += m
+			if m < n {
+				w.count(m - n)
+			}
+			if err != nil {
+				return written, err
+			}
+			p = p[n:]
+		}
+		if w.plan.dropAfter >= 0 && w.sent >= w.plan.dropAfter {
+			w.flush()
+			// Ends the response without a proper end: net/http closes the
+			// connection, and the client sees a short body.
+			panic(http.ErrAbortHandler)
+		}
+		if !w.stalled && w.plan.stallAfter >= 0 && w.sent >= w.plan.stallAfter {
+			w.stalled = true
+			w.flush()
+			if err := w.sleep(w.plan.stallFor); err != nil {
+				return written, err
+			}
+		}
+		if w.plan.trickle > 0 && n > 0 {
+			w.flush()
+			if err := w.sleep(w.plan.trickleGap); err != nil {
+				return written, err
+			}
+		}
+	}
+	return written, nil
+}
+
+func (w *bodyWriter) count(n int) {
+	w.sent += int64(n)
+	w.s.mu.Lock()
+	w.rec.Bytes += int64(n)
+	w.s.mu.Unlock()
+}
+
+func (w *bodyWriter) flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Flush lets handlers push what they wrote.
+func (w *bodyWriter) Flush() { w.flush() }
+
+var errServerClosed = errors.New("fetchtest: server closed")
+
+// sleep waits d, or less if the client goes away or the server closes.
+func (w *bodyWriter) sleep(d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-w.ctx.Done():
+		return w.ctx.Err()
+	case <-w.s.closed:
+		return errServerClosed
+	}
+}
+
+// limiter spreads the bodies of all of a site's responses over time so
+// that together they go no faster than rate bytes per second, like a
+// shared link.
+type limiter struct {
+	mu   sync.Mutex
+	rate int64
+	next time.Time
+}
+
+func (l *limiter) set(rate int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rate = rate
+	l.next = time.Time{}
+}
+
+// wait returns once n more bytes fit in the rate.
+func (l *limiter) wait(ctx context.Context, closed <-chan struct{}, n int) error {
+	l.mu.Lock()
+	if l.rate <= 0 {
+		l.mu.Unlock()
+		return nil
+	}
+	now := time.Now()
+	if l.next.Before(now) {
+		l.next = now
+	}
+	l.next = l.next.Add(time.Duration(int64(n) * int64(time.Second) / l.rate))
+	until := l.next
+	l.mu.Unlock()
+	d := time.Until(until)
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-closed:
+		return errServerClosed
+	}
+}
