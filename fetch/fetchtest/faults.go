@@ -94,3 +94,6 @@ func NewMirror(primary *Server) (*Server, error) {
 	primary.RedirectImages(m.URL)
 	return m, nil
 }
+
+// SetHTTPDown does the same to the plain HTTP listener.
+func (s *Server) SetHTTPDown(down bool) { s.site.setPlainDown(down) }

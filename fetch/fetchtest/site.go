@@ -45,7 +45,8 @@ type site struct {
 	log       []*Request
 	faults    []*fault
 	httpsDown bool
-	tlsConns  map[net.Conn]struct{}
+	plainDown bool
+	conns     map[net.Conn]bool // open connections: true for TLS
 	rate      limiter
 
 	tlsSrv, plainSrv *http.Server
@@ -59,7 +60,7 @@ func newSite(handler http.HandlerFunc) (*site, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fetchtest: certificates: %w", err)
 	}
-	s := &site{handler: handler, closed: make(chan struct{}), tlsConns: map[net.Conn]struct{}{}}
+	s := &site{handler: handler, closed: make(chan struct{}), conns: map[net.Conn]bool{}}
 	tcpTLS, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("fetchtest: listen: %w", err)
@@ -78,12 +79,16 @@ func newSite(handler http.HandlerFunc) (*site, error) {
 	}
 	s.tlsSrv = &http.Server{
 		Handler:   http.HandlerFunc(s.serve),
-		ConnState: s.trackTLS,
+		ConnState: func(c net.Conn, st http.ConnState) { s.track(c, st, true) },
 		ErrorLog:  quietLog,
 	}
-	s.plainSrv = &http.Server{Handler: http.HandlerFunc(s.serve), ErrorLog: quietLog}
-	go s.tlsSrv.Serve(tls.NewListener(&downListener{Listener: tcpTLS, s: s}, tlsConfig))
-	go s.plainSrv.Serve(plain)
+	s.plainSrv = &http.Server{
+		Handler:   http.HandlerFunc(s.serve),
+		ConnState: func(c net.Conn, st http.ConnState) { s.track(c, st, false) },
+		ErrorLog:  quietLog,
+	}
+	go s.tlsSrv.Serve(tls.NewListener(&downListener{Listener: tcpTLS, s: s, tls: true}, tlsConfig))
+	go s.plainSrv.Serve(&downListener{Listener: plain, s: s})
 	return s, nil
 }
 
@@ -95,11 +100,13 @@ func (s *site) close() {
 	})
 }
 
-// downListener refuses every connection while the site's HTTPS is down:
-// it accepts and closes it at once, so the client's TLS handshake fails.
+// downListener refuses every connection while its side of the site is
+// down: it accepts and closes it at once, so the client's TLS handshake or
+// request fails.
 type downListener struct {
 	net.Listener
-	s *site
+	s   *site
+	tls bool
 }
 
 func (l *downListener) Accept() (net.Conn, error) {
@@ -110,6 +117,9 @@ func (l *downListener) Accept() (net.Conn, error) {
 		}
 		l.s.mu.Lock()
 		down := l.s.httpsDown
+		if !l.tls {
+			down = l.s.plainDown
+		}
 		l.s.mu.Unlock()
 		if !down {
 			return c, nil
@@ -118,14 +128,14 @@ func (l *downListener) Accept() (net.Conn, error) {
 	}
 }
 
-func (s *site) trackTLS(c net.Conn, state http.ConnState) {
+func (s *site) track(c net.Conn, state http.ConnState, tls bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch state {
 	case http.StateNew:
-		s.tlsConns[c] = struct{}{}
+		s.conns[c] = tls
 	case http.StateClosed, http.StateHijacked:
-		delete(s.tlsConns, c)
+		delete(s.conns, c)
 	}
 }
 
@@ -134,7 +144,24 @@ func (s *site) setHTTPSDown(down bool) {
 	defer s.mu.Unlock()
 	s.httpsDown = down
 	if down {
-		for c := range s.tlsConns {
+		s.closeConns(true)
+	}
+}
+
+func (s *site) setPlainDown(down bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.plainDown = down
+	if down {
+		s.closeConns(false)
+	}
+}
+
+// closeConns closes the open TLS or plain connections. Called with s.mu
+// held.
+func (s *site) closeConns(tls bool) {
+	for c, isTLS := range s.conns {
+		if isTLS == tls {
 			c.Close()
 		}
 	}
