@@ -381,4 +381,3 @@ func TestImageBlockSize(t *testing.T) {
 		t.Errorf("%d entries", len(got))
 	}
 }
-

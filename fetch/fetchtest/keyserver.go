@@ -1,6 +1,7 @@
 package fetchtest
 
 import (
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"os"
@@ -125,7 +126,7 @@ func (k *Keyserver) lookup(w http.ResponseWriter, r *http.Request) {
 	}
 	search := strings.ToUpper(q.Get("search"))
 	search = strings.TrimPrefix(search, "0X")
-	if len(search) != 8 && len(search) != 16 && len(search) != 40 && len(search) != 64 {
+	if _, err := hex.DecodeString(search); err != nil || (len(search) != 8 && len(search) != 16 && len(search) != 40 && len(search) != 64) {
 		http.Error(w, "fetchtest: search for a fingerprint or key id", http.StatusBadRequest)
 		return
 	}

@@ -28,7 +28,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: demoserver -env FILE")
 		os.Exit(2)
 	}
-	if err := run(*envFile); err != nil {
+	// Ask for the signals before anything exists that would be left
+	// behind by dying of one.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	if err := run(*envFile, sigs); err != nil {
 		fmt.Fprintf(os.Stderr, "demoserver: %v\n", err)
 		os.Exit(1)
 	}
@@ -44,12 +48,8 @@ func demoImages() []fetchtest.Image {
 	}
 }
 
-func run(envFile string) error {
-	// Ask for the signals before anything exists that would be left
-	// behind by dying of one.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-
+// run serves until stop receives, then removes what the server made.
+func run(envFile string, stop <-chan os.Signal) error {
 	srv, err := fetchtest.NewServer(demoImages()...)
 	if err != nil {
 		return err
@@ -61,7 +61,7 @@ func run(envFile string) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "demoserver: serving %d images at %s\n", len(srv.Images()), srv.URL)
-	<-sigs
+	<-stop
 	return nil
 }
 
