@@ -71,6 +71,16 @@ type localError struct{ err error }
 func (e *localError) Error() string { return e.err.Error() }
 func (e *localError) Unwrap() error { return e.err }
 
+// stoppedError is a transfer stopped because the caller's context ended:
+// the caller's doing, never the server's.
+type stoppedError struct {
+	url string
+	err error
+}
+
+func (e *stoppedError) Error() string { return fmt.Sprintf("download %s: %v", e.url, e.err) }
+func (e *stoppedError) Unwrap() error { return e.err }
+
 // IsUnreachable reports whether err means the image server could not be
 // reached at all: name resolution, refused or dropped connections,
 // timeouts, TLS handshake failures, and server errors (5xx) that lasted
@@ -83,7 +93,8 @@ func IsUnreachable(err error) bool {
 		return false
 	}
 	var le *localError
-	if errors.As(err, &le) {
+	var stopped *stoppedError
+	if errors.As(err, &le) || errors.As(err, &stopped) {
 		return false
 	}
 	var se *StatusError
@@ -101,6 +112,7 @@ func IsUnreachable(err error) bool {
 // network failure.
 func isNetFailure(err error) bool {
 	var (
+		idleErr *IdleError
 		netErr  net.Error
 		opErr   *net.OpError
 		dnsErr  *net.DNSError
@@ -112,7 +124,7 @@ func isNetFailure(err error) bool {
 		invErr  x509.CertificateInvalidError
 	)
 	switch {
-	case errors.As(err, &opErr), errors.As(err, &dnsErr), errors.As(err, &netErr),
+	case errors.As(err, &idleErr), errors.As(err, &opErr), errors.As(err, &dnsErr), errors.As(err, &netErr),
 		errors.As(err, &recErr), errors.As(err, &alert), errors.As(err, &certErr),
 		errors.As(err, &unkAuth), errors.As(err, &hostErr), errors.As(err, &invErr):
 		return true

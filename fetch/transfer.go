@@ -109,7 +109,7 @@ func (t *transfer) runScheme(ctx context.Context, scheme string) error {
 	for {
 		if failed > 0 {
 			if err := sleep(ctx, backoff(t.c.o.RetryWait, failed)); err != nil {
-				return err
+				return &stoppedError{url: t.c.urlFor(scheme, t.path), err: err}
 			}
 		}
 		before := t.sink.Len()
@@ -119,7 +119,7 @@ func (t *transfer) runScheme(ctx context.Context, scheme string) error {
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("download %s: %w", t.c.urlFor(scheme, t.path), context.Cause(ctx))
+			return &stoppedError{url: t.c.urlFor(scheme, t.path), err: context.Cause(ctx)}
 		}
 		var le *localError
 		if served != t.c.host && !noGeoIP && !errors.As(err, &le) {
@@ -260,6 +260,13 @@ func (t *transfer) attempt(ctx context.Context, scheme string, noGeoIP bool) (st
 			t.total = size
 		}
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && off > 0:
+		if size, ok := unsatisfiedSize(resp.Header.Get("Content-Range")); ok && size == off {
+			// Everything had arrived: the previous attempt only missed
+			// the end of the response (a Content-Length that promised
+			// more than the file).
+			t.total = size
+			return served, true, nil
+		}
 		// The file is shorter than what is held: it changed.
 		if err := t.sink.Reset(); err != nil {
 			return served, true, err
@@ -342,4 +349,14 @@ func parseContentRange(v string) (start, size int64, ok bool) {
 		size = n
 	}
 	return start, size, true
+}
+
+// unsatisfiedSize reads the "bytes */SIZE" of a 416 answer.
+func unsatisfiedSize(v string) (int64, bool) {
+	sz, found := strings.CutPrefix(v, "bytes */")
+	if !found {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(sz, 10, 64)
+	return n, err == nil && n >= 0
 }
