@@ -6,7 +6,7 @@ import "time"
 // in "/", to every path below it ("/" is the whole server). Those taking a
 // times argument apply to that many requests and then go away; times <= 0
 // means every request until ClearFaults. Several faults on the same
-// request combine. They apply before redirects, on both listeners.
+// request combine. They apply before redirects, to HTTPS and plain HTTP.
 
 // Fail answers every request for p with status until ClearFaults.
 func (s *Server) Fail(p string, status int) { s.FailN(p, status, 0) }
@@ -61,9 +61,9 @@ func (s *Server) ClearFaults(paths ...string) { s.site.clearFaults(paths) }
 // bytesPerSecond, like a shared link; 0 removes the limit.
 func (s *Server) SetRateLimit(bytesPerSecond int64) { s.site.rate.set(bytesPerSecond) }
 
-// SetHTTPSDown makes the HTTPS listener close every connection (those
-// open, and each new one before its TLS handshake) while down is true; the
-// plain HTTP listener keeps working.
+// SetHTTPSDown makes the server close every HTTPS connection (those open,
+// and each new one before its TLS handshake) while down is true; plain
+// HTTP on the same port keeps working.
 func (s *Server) SetHTTPSDown(down bool) { s.site.setHTTPSDown(down) }
 
 // RedirectImages makes the server answer every request under /images/
@@ -95,5 +95,5 @@ func NewMirror(primary *Server) (*Server, error) {
 	return m, nil
 }
 
-// SetHTTPDown does the same to the plain HTTP listener.
+// SetHTTPDown does the same to plain HTTP connections.
 func (s *Server) SetHTTPDown(down bool) { s.site.setPlainDown(down) }

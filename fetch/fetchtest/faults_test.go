@@ -227,6 +227,11 @@ func TestHTTPSDown(t *testing.T) {
 	if r := get(t, c, s.URL+"/meta/1.0/index-system"); r.status != 200 {
 		t.Fatal(r.status)
 	}
+	// The shell template fell back from https://SERVER/ to http://SERVER/:
+	// the same host and port.
+	if s.HTTPURL != "http://"+s.Host {
+		t.Errorf("HTTPURL %s is not on Host %s", s.HTTPURL, s.Host)
+	}
 	s.SetHTTPSDown(true)
 	if _, err := c.Get(s.URL + "/meta/1.0/index-system"); err == nil {
 		t.Error("HTTPS still answers while down")

@@ -12,8 +12,9 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 )
 
-// Keyserver is an HKP keyserver on the loopback interface, over HTTPS
-// (same certificate authority as Server) and plain HTTP. It answers
+// Keyserver is an HKP keyserver on one port of the loopback interface,
+// answering HTTPS (same certificate authority as Server) and plain HTTP.
+// It answers
 //
 //	GET /pks/lookup?op=get&options=mr&search=0xFINGERPRINT
 //
@@ -21,10 +22,10 @@ import (
 // is searched, and 404 when it has none. Its methods are safe for
 // concurrent use.
 type Keyserver struct {
-	Host     string // "127.0.0.1:PORT" of the HTTPS listener
+	Host     string // "127.0.0.1:PORT"
 	URL      string // "https://" + Host
 	HKPS     string // "hkps://" + Host
-	HTTPHost string // "127.0.0.1:PORT" of the plain HTTP listener
+	HTTPHost string // for plain HTTP: the same port as Host
 	HTTPURL  string // "http://" + HTTPHost
 	HKP      string // "hkp://" + HTTPHost
 	CAFile   string // PEM of the certificate authority, for SSL_CERT_FILE
@@ -60,13 +61,13 @@ func NewKeyserver(keys ...*openpgp.Entity) (*Keyserver, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	k.Host, k.HTTPHost = k.site.host, k.site.httpHost
+	k.Host, k.HTTPHost = k.site.host, k.site.host
 	k.URL, k.HKPS = "https://"+k.Host, "hkps://"+k.Host
 	k.HTTPURL, k.HKP = "http://"+k.HTTPHost, "hkp://"+k.HTTPHost
 	return k, nil
 }
 
-// Close stops the listeners and removes Dir.
+// Close stops the keyserver and removes Dir.
 func (k *Keyserver) Close() {
 	k.site.close()
 	os.RemoveAll(k.Dir)
@@ -101,7 +102,7 @@ func (k *Keyserver) FailN(status int, n int) {
 	k.site.addFault(fault{path: "/", times: n, status: status, dropAfter: -1, stallAfter: -1})
 }
 
-// SetDown makes both listeners close every connection while down is true,
+// SetDown makes the keyserver close every connection while down is true,
 // as an unreachable keyserver would.
 func (k *Keyserver) SetDown(down bool) {
 	k.site.setHTTPSDown(down)

@@ -17,8 +17,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 )
 
-// Server is an image server on the loopback interface, over HTTPS and
-// plain HTTP, serving what the real one publishes:
+// Server is an image server on one port of the loopback interface, which
+// answers both HTTPS and plain HTTP, serving what the real one publishes:
 //
 //	/meta/1.0/index-system.7, index-system, index-user.7, index-user
 //	/images/DIST/RELEASE/ARCH/VARIANT/BUILD/rootfs.tar.xz, meta.tar.xz, SHA256SUMS
@@ -27,11 +27,13 @@ import (
 // requests, ETag, Last-Modified and If-Range work as with http.ServeContent.
 // Its methods are safe for concurrent use.
 type Server struct {
-	// Host is "127.0.0.1:PORT" of the HTTPS listener, what --server takes.
+	// Host is "127.0.0.1:PORT", what --server takes.
 	Host string
 	// URL is "https://" + Host.
 	URL string
-	// HTTPHost and HTTPURL are the plain HTTP listener, serving the same.
+	// HTTPHost and HTTPURL are for plain HTTP, served on the same port
+	// (HTTPHost is Host): a client falling back from https://HOST/ to
+	// http://HOST/ reaches the same server.
 	HTTPHost string
 	HTTPURL  string
 	// CAFile is a PEM file with the certificate authority that signed the
@@ -136,12 +138,12 @@ func newServer(key *openpgp.Entity) (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	s.Host, s.HTTPHost = s.site.host, s.site.httpHost
+	s.Host, s.HTTPHost = s.site.host, s.site.host
 	s.URL, s.HTTPURL = "https://"+s.Host, "http://"+s.HTTPHost
 	return s, nil
 }
 
-// Close stops the listeners, breaks off the requests in progress and
+// Close stops the server, breaks off the requests in progress and
 // removes Dir.
 func (s *Server) Close() {
 	s.site.close()
@@ -308,7 +310,7 @@ func (s *Server) SetRootfs(img Image) error {
 }
 
 // Requests returns the log of every request received so far, in order of
-// arrival, over both listeners.
+// arrival, over HTTPS and plain HTTP.
 func (s *Server) Requests() []Request { return s.site.requests() }
 
 // RequestsFor returns the logged requests for path p.

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -35,8 +36,8 @@ type Request struct {
 	Bytes int64
 }
 
-// site is what every server of this package shares: an HTTPS and a plain
-// HTTP listener on the loopback, a request log, injected faults, a rate
+// site is what every server of this package shares: one port on the
+// loopback answering HTTPS and plain HTTP, a request log, injected faults, a rate
 // limit, and the content handler of the concrete server.
 type site struct {
 	handler http.HandlerFunc
@@ -49,8 +50,11 @@ type site struct {
 	conns     map[net.Conn]bool // open connections: true for TLS
 	rate      limiter
 
+	ln               net.Listener // the one port, for HTTPS and plain HTTP
+	tlsConfig        *tls.Config
+	tlsLn, plainLn   *chanListener
 	tlsSrv, plainSrv *http.Server
-	host, httpHost   string
+	host             string
 	closed           chan struct{}
 	closeOnce        sync.Once
 }
@@ -61,22 +65,19 @@ func newSite(handler http.HandlerFunc) (*site, error) {
 		return nil, fmt.Errorf("fetchtest: certificates: %w", err)
 	}
 	s := &site{handler: handler, closed: make(chan struct{}), conns: map[net.Conn]bool{}}
-	tcpTLS, err := net.Listen("tcp", "127.0.0.1:0")
+	s.ln, err = net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("fetchtest: listen: %w", err)
 	}
-	plain, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tcpTLS.Close()
-		return nil, fmt.Errorf("fetchtest: listen: %w", err)
-	}
-	s.host, s.httpHost = tcpTLS.Addr().String(), plain.Addr().String()
-	tlsConfig := &tls.Config{
+	s.host = s.ln.Addr().String()
+	s.tlsConfig = &tls.Config{
 		Certificates: []tls.Certificate{p.cert},
 		// HTTP/1.1 only: dropping a connection mid-body is then exactly
 		// what a client sees from a failing link.
 		NextProtos: []string{"http/1.1"},
 	}
+	s.tlsLn = &chanListener{conns: make(chan net.Conn), closed: s.closed, addr: s.ln.Addr()}
+	s.plainLn = &chanListener{conns: make(chan net.Conn), closed: s.closed, addr: s.ln.Addr()}
 	s.tlsSrv = &http.Server{
 		Handler:   http.HandlerFunc(s.serve),
 		ConnState: func(c net.Conn, st http.ConnState) { s.track(c, st, true) },
@@ -87,46 +88,101 @@ func newSite(handler http.HandlerFunc) (*site, error) {
 		ConnState: func(c net.Conn, st http.ConnState) { s.track(c, st, false) },
 		ErrorLog:  quietLog,
 	}
-	go s.tlsSrv.Serve(tls.NewListener(&downListener{Listener: tcpTLS, s: s, tls: true}, tlsConfig))
-	go s.plainSrv.Serve(&downListener{Listener: plain, s: s})
+	go s.tlsSrv.Serve(s.tlsLn)
+	go s.plainSrv.Serve(s.plainLn)
+	go s.accept()
 	return s, nil
 }
 
 func (s *site) close() {
 	s.closeOnce.Do(func() {
 		close(s.closed)
+		s.ln.Close()
 		s.tlsSrv.Close()
 		s.plainSrv.Close()
 	})
 }
 
-// downListener refuses every connection while its side of the site is
-// down: it accepts and closes it at once, so the client's TLS handshake or
-// request fails.
-type downListener struct {
-	net.Listener
-	s   *site
-	tls bool
+// accept takes the connections of the one port and hands each to the
+// HTTPS or the plain HTTP server by its first byte, so that a client
+// falling back from https://HOST/ to http://HOST/ (as the shell template
+// did) reaches the same server.
+func (s *site) accept() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		go s.dispatch(c)
+	}
 }
 
-func (l *downListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		l.s.mu.Lock()
-		down := l.s.httpsDown
-		if !l.tls {
-			down = l.s.plainDown
-		}
-		l.s.mu.Unlock()
-		if !down {
-			return c, nil
-		}
+func (s *site) dispatch(c net.Conn) {
+	var first [1]byte
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.ReadFull(c, first[:]); err != nil {
+		c.Close()
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	const tlsHandshake = 0x16
+	isTLS := first[0] == tlsHandshake
+	s.mu.Lock()
+	down := s.plainDown
+	if isTLS {
+		down = s.httpsDown
+	}
+	s.mu.Unlock()
+	if down {
+		c.Close()
+		return
+	}
+	var conn net.Conn = &peekedConn{Conn: c, first: first[0]}
+	ln := s.plainLn
+	if isTLS {
+		conn, ln = tls.Server(conn, s.tlsConfig), s.tlsLn
+	}
+	select {
+	case ln.conns <- conn:
+	case <-s.closed:
 		c.Close()
 	}
 }
+
+// peekedConn gives back the byte dispatch read before the rest.
+type peekedConn struct {
+	net.Conn
+	first  byte
+	peeked bool
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) {
+	if !c.peeked && len(p) > 0 {
+		c.peeked = true
+		p[0] = c.first
+		return 1, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// chanListener is a listener whose connections dispatch hands over.
+type chanListener struct {
+	conns  chan net.Conn
+	closed <-chan struct{}
+	addr   net.Addr
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error   { return nil }
+func (l *chanListener) Addr() net.Addr { return l.addr }
 
 func (s *site) track(c net.Conn, state http.ConnState, tls bool) {
 	s.mu.Lock()
