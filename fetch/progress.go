@@ -85,7 +85,7 @@ func (p *fileProgress) start(total, at int64) {
 		case at > 0:
 			fmt.Fprintf(ui.w, "%s: resuming at %s\n", p.name, humanBytes(at))
 		case total >= 0:
-			fmt.Fprintf(ui.w, "%s: %s\n", p.name, humanBytes(total))
+			fmt.Fprintf(ui.w, "%s: %s to download\n", p.name, humanBytes(total))
 		default:
 			fmt.Fprintf(ui.w, "%s: size unknown\n", p.name)
 		}
@@ -124,6 +124,7 @@ func (p *fileProgress) draw() {
 		progressbar.OptionSetWriter(ui.w),
 		progressbar.OptionSetDescription(desc),
 		progressbar.OptionShowBytes(true),
+		progressbar.OptionUseIECUnits(true),
 		progressbar.OptionShowTotalBytes(true),
 		progressbar.OptionSetWidth(20),
 		progressbar.OptionThrottle(100*time.Millisecond),
@@ -155,13 +156,17 @@ func (p *fileProgress) add(n int) {
 		p.bar.Add(n)
 		return
 	}
-	if !ui.term && p.total > 0 && p.nextPct < 100 && p.done*100 >= p.total*p.nextPct {
+	if !ui.term && p.total >= quarterLinesFrom && p.nextPct < 100 && p.done*100 >= p.total*p.nextPct {
 		for p.nextPct < 100 && p.done*100 >= p.total*p.nextPct {
 			p.nextPct += 25
 		}
 		fmt.Fprintf(ui.w, "%s: %d%% of %s, %s\n", p.name, p.done*100/p.total, humanBytes(p.total), p.rate())
 	}
 }
+
+// quarterLinesFrom is the size from which plain progress says each
+// quarter: smaller files arrive before anyone reads it.
+const quarterLinesFrom = 1 << 20
 
 // rate is this run's average speed.
 func (p *fileProgress) rate() string {
