@@ -1,0 +1,499 @@
+package xzpar
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math"
+)
+
+// The xz container, as described in "The .xz File Format" version 1.2.1
+// (tukaani.org/xz/xz-file-format.txt). A file is one or more streams, each
+// optionally followed by stream padding (a multiple of four zero bytes):
+//
+//	stream = header(12) block* index footer(12)
+//	block  = header(4..1024) compressed-data padding(0..3) check(0..64)
+//	index  = 0x00 count {unpadded-size uncompressed-size}* padding crc32
+//
+// Only the index says where blocks start and how large they are, and it is
+// at the end; that is why the parser works backwards from the end of the
+// file, the way xz --list does.
+
+const (
+	streamHeaderSize = 12
+	streamFooterSize = 12
+
+	// filterLZMA2 is the filter ID of LZMA2 in a block header.
+	filterLZMA2 = 0x21
+
+	// maxVLI is the largest value of the format's variable-length integers.
+	maxVLI = math.MaxInt64
+
+	// Check IDs this decoder verifies; the others are valid but unknown
+	// to it (and to ulikunitz/xz).
+	checkNone   = 0x00
+	checkCRC32  = 0x01
+	checkCRC64  = 0x04
+	checkSHA256 = 0x0a
+)
+
+var (
+	headerMagic = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
+	footerMagic = []byte{'Y', 'Z'}
+)
+
+// errTruncated is the cause of every error about data missing at the end.
+var errTruncated = errors.New("file is truncated")
+
+// checkSize returns the size of a block's check for a check ID (the format
+// fixes it for IDs it has not assigned yet, so unknown checks can be
+// skipped).
+func checkSize(id byte) int {
+	if id == 0 {
+		return 0
+	}
+	return 4 << ((id - 1) / 3)
+}
+
+// block is one block of the file, located by the index.
+type block struct {
+	num    int   // position in the file, from 0, across streams
+	offset int64 // of the block header in the file
+	// headerSize, compressedSize and checkSize add up to the index's
+	// unpadded size.
+	headerSize     int64
+	compressedSize int64
+	size           int64 // uncompressed, from the index
+	check          byte  // check ID of the block's stream
+	// lzma2 is set when the filter chain is LZMA2 alone, the only one the
+	// parallel decoder handles; dictSize is then its dictionary size.
+	lzma2    bool
+	dictSize int64
+}
+
+// dataOffset is where the block's compressed data starts.
+func (b *block) dataOffset() int64 { return b.offset + b.headerSize }
+
+// paddedEnd is the offset just after the block's check.
+func (b *block) paddedEnd() int64 {
+	return b.offset + pad4(b.headerSize+b.compressedSize) + int64(checkSize(b.check))
+}
+
+// pad4 rounds n up to a multiple of four.
+func pad4(n int64) int64 { return (n + 3) &^ 3 }
+
+// layout is what the parser learns of a file.
+type layout struct {
+	blocks []block
+	// supported is false when some block uses a check or filter chain the
+	// parallel decoder does not handle; the file must then be decoded
+	// serially.
+	supported bool
+	// maxBlockSize and maxDictSize are the largest over all blocks.
+	maxBlockSize int64
+	maxDictSize  int64
+}
+
+// parse reads the structure of the xz file of size bytes in ra: every
+// stream's footer, index and header, and every block header. It checks
+// that they agree with each other; it does not read compressed data.
+func parse(ra io.ReaderAt, size int64) (*layout, error) {
+	if size < streamHeaderSize+streamFooterSize {
+		// Most likely not xz at all; say so rather than "truncated"
+		// when even the magic is wrong.
+		if err := checkMagic(ra, size); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("xz: %w (%d bytes)", errTruncated, size)
+	}
+	if err := checkMagic(ra, size); err != nil {
+		return nil, err
+	}
+	if size%4 != 0 {
+		// Streams and padding are multiples of four bytes, so this is
+		// either truncation or junk after the last stream.
+		return nil, fmt.Errorf("xz: file size %d is not a multiple of four: truncated or trailing data", size)
+	}
+	var streams [][]block // in reverse order
+	l := &layout{supported: true}
+	pos := size
+	for pos > 0 {
+		var err error
+		if pos, err = skipPadding(ra, pos); err != nil {
+			return nil, err
+		}
+		if pos == 0 {
+			return nil, errors.New("xz: file starts with stream padding")
+		}
+		var blocks []block
+		blocks, pos, err = parseStream(ra, pos)
+		if err != nil {
+			return nil, err
+		}
+		streams = append(streams, blocks)
+	}
+	var uncompressed int64
+	for i := len(streams) - 1; i >= 0; i-- {
+		for _, b := range streams[i] {
+			b.num = len(l.blocks)
+			if err := readBlockHeader(ra, &b); err != nil {
+				return nil, err
+			}
+			if b.size > maxVLI-uncompressed {
+				return nil, errors.New("xz: total uncompressed size overflows")
+			}
+			uncompressed += b.size
+			if checkSize(b.check) > 0 && b.check != checkCRC32 && b.check != checkCRC64 && b.check != checkSHA256 {
+				l.supported = false
+			}
+			if !b.lzma2 {
+				l.supported = false
+			}
+			l.maxBlockSize = max(l.maxBlockSize, b.size)
+			l.maxDictSize = max(l.maxDictSize, b.dictSize)
+			l.blocks = append(l.blocks, b)
+		}
+	}
+	return l, nil
+}
+
+// checkMagic makes sure the file starts like an xz file, so that other
+// files get a clear error rather than one about their last bytes.
+func checkMagic(ra io.ReaderAt, size int64) error {
+	var p [6]byte
+	n, err := ra.ReadAt(p[:min(size, 6)], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("xz: read stream header: %w", err)
+	}
+	if !bytes.Equal(p[:n], headerMagic[:n]) {
+		return errors.New("xz: not an xz file (bad magic)")
+	}
+	return nil
+}
+
+// skipPadding returns the offset of the end of the stream that ends at or
+// before end, skipping stream padding (four-byte groups of zeros).
+func skipPadding(ra io.ReaderAt, end int64) (int64, error) {
+	var buf [4096]byte
+	for end > 0 {
+		n := min(end, int64(len(buf)))
+		p := buf[:n]
+		if err := readAt(ra, p, end-n, "stream padding"); err != nil {
+			return 0, err
+		}
+		i := len(p)
+		for i >= 4 && binary.LittleEndian.Uint32(p[i-4:]) == 0 {
+			i -= 4
+		}
+		end -= int64(len(p) - i)
+		if i > 0 {
+			break
+		}
+	}
+	return end, nil
+}
+
+// parseStream parses the stream that ends at end (after its footer) and
+// returns its blocks and where the stream starts.
+func parseStream(ra io.ReaderAt, end int64) ([]block, int64, error) {
+	if end < streamHeaderSize+streamFooterSize {
+		return nil, 0, fmt.Errorf("xz: %w: stream ending at %d is too short", errTruncated, end)
+	}
+	var footer [streamFooterSize]byte
+	if err := readAt(ra, footer[:], end-streamFooterSize, "stream footer"); err != nil {
+		return nil, 0, err
+	}
+	if !bytes.Equal(footer[10:], footerMagic) {
+		return nil, 0, fmt.Errorf("xz: no stream footer at offset %d: truncated file or trailing data", end-streamFooterSize)
+	}
+	if crc32.ChecksumIEEE(footer[4:10]) != binary.LittleEndian.Uint32(footer[:4]) {
+		return nil, 0, fmt.Errorf("xz: stream footer at offset %d: CRC32 mismatch", end-streamFooterSize)
+	}
+	flags := footer[8:10]
+	check, err := streamCheck(flags)
+	if err != nil {
+		return nil, 0, fmt.Errorf("xz: stream footer at offset %d: %w", end-streamFooterSize, err)
+	}
+	indexSize := (int64(binary.LittleEndian.Uint32(footer[4:8])) + 1) * 4
+	indexEnd := end - streamFooterSize
+	if indexSize > indexEnd-streamHeaderSize {
+		return nil, 0, fmt.Errorf("xz: stream footer at offset %d: index size %d exceeds the stream", end-streamFooterSize, indexSize)
+	}
+	indexStart := indexEnd - indexSize
+	records, err := readIndex(ra, indexStart, indexSize)
+	if err != nil {
+		return nil, 0, err
+	}
+
+	// The blocks fill the space between the stream header and the index.
+	var blocksSize int64
+	for i, r := range records {
+		if r.unpadded > maxVLI-blocksSize-3 || pad4(r.unpadded) > indexStart-streamHeaderSize-blocksSize {
+			return nil, 0, fmt.Errorf("xz: index at offset %d: block %d does not fit in the file", indexStart, i)
+		}
+		blocksSize += pad4(r.unpadded)
+	}
+	start := indexStart - blocksSize - streamHeaderSize
+	var header [streamHeaderSize]byte
+	if err := readAt(ra, header[:], start, "stream header"); err != nil {
+		return nil, 0, err
+	}
+	if !bytes.Equal(header[:6], headerMagic) {
+		return nil, 0, fmt.Errorf("xz: no stream header at offset %d where the index puts it", start)
+	}
+	if crc32.ChecksumIEEE(header[6:8]) != binary.LittleEndian.Uint32(header[8:]) {
+		return nil, 0, fmt.Errorf("xz: stream header at offset %d: CRC32 mismatch", start)
+	}
+	if !bytes.Equal(header[6:8], flags) {
+		return nil, 0, fmt.Errorf("xz: stream at offset %d: header and footer flags differ", start)
+	}
+
+	blocks := make([]block, len(records))
+	off := start + streamHeaderSize
+	cs := int64(checkSize(check))
+	for i, r := range records {
+		if r.unpadded < 5+cs {
+			return nil, 0, fmt.Errorf("xz: index at offset %d: block %d: unpadded size %d is too small", indexStart, i, r.unpadded)
+		}
+		blocks[i] = block{offset: off, size: r.uncompressed, check: check,
+			// headerSize is known once the header is read.
+			compressedSize: r.unpadded - cs}
+		off += pad4(r.unpadded)
+	}
+	return blocks, start, nil
+}
+
+// streamCheck validates stream flags and returns the check ID.
+func streamCheck(flags []byte) (byte, error) {
+	if flags[0] != 0 || flags[1]&0xf0 != 0 {
+		return 0, fmt.Errorf("unsupported stream flags %#02x%02x", flags[0], flags[1])
+	}
+	return flags[1], nil
+}
+
+// record is one index record.
+type record struct {
+	unpadded, uncompressed int64
+}
+
+// readIndex reads and checks the index of size bytes at offset.
+func readIndex(ra io.ReaderAt, offset, size int64) ([]record, error) {
+	fail := func(format string, a ...any) error {
+		return fmt.Errorf("xz: index at offset %d: %s", offset, fmt.Sprintf(format, a...))
+	}
+	crc := crc32.NewIEEE()
+	cr := &countingByteReader{r: bufio.NewReaderSize(io.NewSectionReader(ra, offset, size-4), 4096), crc: crc}
+	indicator, err := cr.ReadByte()
+	if err != nil {
+		return nil, fail("%v", readErr(err))
+	}
+	if indicator != 0 {
+		return nil, fail("bad index indicator %#02x", indicator)
+	}
+	count, err := readVLI(cr)
+	if err != nil {
+		return nil, fail("record count: %v", readErr(err))
+	}
+	// Each record takes at least two bytes, which bounds what a lying
+	// count can make us allocate.
+	if count > uint64(size/2) {
+		return nil, fail("%d records cannot fit in %d bytes", count, size)
+	}
+	records := make([]record, 0, count)
+	for i := range count {
+		u, err := readVLI(cr)
+		if err != nil {
+			return nil, fail("record %d: %v", i, readErr(err))
+		}
+		c, err := readVLI(cr)
+		if err != nil {
+			return nil, fail("record %d: %v", i, readErr(err))
+		}
+		if u == 0 || u > maxVLI&^3 {
+			return nil, fail("record %d: bad unpadded size %d", i, u)
+		}
+		records = append(records, record{int64(u), int64(c)})
+	}
+	for cr.n%4 != 0 {
+		b, err := cr.ReadByte()
+		if err != nil {
+			return nil, fail("padding: %v", readErr(err))
+		}
+		if b != 0 {
+			return nil, fail("non-zero padding")
+		}
+	}
+	if cr.n != size-4 {
+		return nil, fail("%d bytes of records, but the footer says %d", cr.n, size-4)
+	}
+	var sum [4]byte
+	if err := readAt(ra, sum[:], offset+size-4, "index"); err != nil {
+		return nil, err
+	}
+	if crc.Sum32() != binary.LittleEndian.Uint32(sum[:]) {
+		return nil, fail("CRC32 mismatch")
+	}
+	return records, nil
+}
+
+// readErr turns the end of a bounded section into a clear cause.
+func readErr(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return errors.New("ends early")
+	}
+	return err
+}
+
+// countingByteReader counts and checksums what is read through it.
+type countingByteReader struct {
+	r   io.ByteReader
+	n   int64
+	crc interface{ Write([]byte) (int, error) }
+	b   [1]byte
+}
+
+// ReadByte implements io.ByteReader.
+func (c *countingByteReader) ReadByte() (byte, error) {
+	b, err := c.r.ReadByte()
+	if err != nil {
+		return 0, err
+	}
+	c.n++
+	c.b[0] = b
+	c.crc.Write(c.b[:])
+	return b, nil
+}
+
+// errVLI is the error for a malformed variable-length integer.
+var errVLI = errors.New("malformed variable-length integer")
+
+// readVLI reads one of the format's variable-length integers: seven bits a
+// byte, least significant first, at most nine bytes, shortest form only.
+func readVLI(r io.ByteReader) (uint64, error) {
+	var v uint64
+	for i := 0; i < 9; i++ {
+		b, err := r.ReadByte()
+		if err != nil {
+			return 0, err
+		}
+		v |= uint64(b&0x7f) << (7 * i)
+		if b&0x80 == 0 {
+			if b == 0 && i > 0 {
+				return 0, errVLI
+			}
+			return v, nil
+		}
+	}
+	return 0, errVLI
+}
+
+// readBlockHeader reads the header of b, checks it against the index and
+// fills in headerSize, lzma2 and dictSize.
+func readBlockHeader(ra io.ReaderAt, b *block) error {
+	fail := func(format string, a ...any) error {
+		return fmt.Errorf("xz: block %d at offset %d: %s", b.num, b.offset, fmt.Sprintf(format, a...))
+	}
+	var buf [1024]byte
+	if err := readAt(ra, buf[:1], b.offset, "block header"); err != nil {
+		return err
+	}
+	if buf[0] == 0 {
+		return fail("index indicator where the index puts a block")
+	}
+	hsize := (int(buf[0]) + 1) * 4
+	h := buf[:hsize]
+	if err := readAt(ra, h, b.offset, "block header"); err != nil {
+		return err
+	}
+	if crc32.ChecksumIEEE(h[:hsize-4]) != binary.LittleEndian.Uint32(h[hsize-4:]) {
+		return fail("header CRC32 mismatch")
+	}
+	b.headerSize = int64(hsize)
+	b.compressedSize -= b.headerSize
+	if b.compressedSize <= 0 {
+		return fail("index leaves no room for compressed data")
+	}
+	flags := h[1]
+	if flags&0x3c != 0 {
+		return fail("unsupported block flags %#02x", flags)
+	}
+	r := bytes.NewReader(h[2 : hsize-4])
+	if flags&0x40 != 0 {
+		c, err := readVLI(r)
+		if err != nil {
+			return fail("compressed size: %v", readErr(err))
+		}
+		if int64(c) != b.compressedSize || c == 0 {
+			return fail("compressed size %d in the header, %d in the index", c, b.compressedSize)
+		}
+	}
+	if flags&0x80 != 0 {
+		u, err := readVLI(r)
+		if err != nil {
+			return fail("uncompressed size: %v", readErr(err))
+		}
+		if u > maxVLI || int64(u) != b.size {
+			return fail("uncompressed size %d in the header, %d in the index", u, b.size)
+		}
+	}
+	nfilters := int(flags&3) + 1
+	b.lzma2 = nfilters == 1
+	for i := 0; i < nfilters; i++ {
+		id, err := readVLI(r)
+		if err != nil {
+			return fail("filter %d: %v", i, readErr(err))
+		}
+		psize, err := readVLI(r)
+		if err != nil {
+			return fail("filter %d: %v", i, readErr(err))
+		}
+		if psize > uint64(r.Len()) {
+			return fail("filter %d: properties overrun the header", i)
+		}
+		props := make([]byte, psize)
+		r.Read(props)
+		if id == filterLZMA2 {
+			if i != nfilters-1 {
+				return fail("LZMA2 is not the last filter")
+			}
+			if psize != 1 || props[0]&0xc0 != 0 || props[0] > 40 {
+				return fail("bad LZMA2 properties")
+			}
+			b.dictSize = lzma2DictSize(props[0])
+		} else if i == nfilters-1 {
+			// Every valid chain ends with LZMA2.
+			return fail("last filter %#x is not LZMA2", id)
+		}
+	}
+	for r.Len() > 0 {
+		if c, _ := r.ReadByte(); c != 0 {
+			return fail("non-zero header padding")
+		}
+	}
+	return nil
+}
+
+// lzma2DictSize decodes an LZMA2 dictionary size property (at most 40).
+func lzma2DictSize(p byte) int64 {
+	if p == 40 {
+		return math.MaxUint32
+	}
+	return int64(2|p&1) << (p/2 + 11)
+}
+
+// readAt reads exactly len(p) bytes at off, calling a short read a
+// truncated file.
+func readAt(ra io.ReaderAt, p []byte, off int64, what string) error {
+	n, err := ra.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		return fmt.Errorf("xz: read %s at offset %d: %w", what, off, errTruncated)
+	}
+	return fmt.Errorf("xz: read %s at offset %d: %w", what, off, err)
+}

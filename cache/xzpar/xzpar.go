@@ -1,0 +1,366 @@
+// Package xzpar decodes xz files in parallel, one block per goroutine.
+//
+// xz --threads (and every image builder that uses it) splits its input into
+// independent blocks, 24 MiB each at the default level, and records their
+// sizes in an index at the end of the file. With the file at hand (an
+// io.ReaderAt), the blocks can be decoded at the same time and handed out
+// in order. Files that cannot be decoded that way (one block, filters other
+// than LZMA2) are decoded serially with the same API, so callers need no
+// second code path.
+//
+// The LZMA2 decoding itself is github.com/ulikunitz/xz/lzma's; this
+// package parses the container, schedules the blocks and verifies sizes
+// and checks.
+package xzpar
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"hash/crc64"
+	"io"
+	"runtime"
+	"sync"
+
+	"github.com/ulikunitz/xz/lzma"
+)
+
+// DefaultMaxBlockSize is the MaxBlockSize used when Options leaves it zero:
+// above the 192 MiB blocks of xz -9 --threads.
+const DefaultMaxBlockSize = 256 << 20
+
+// Options tune NewReader. The zero value is ready to use.
+type Options struct {
+	// Workers is how many blocks are decoded at the same time; 0 means
+	// runtime.GOMAXPROCS(0). Memory use grows with it: each worker holds
+	// a buffer of one uncompressed block, plus one more for the reader.
+	Workers int
+	// MaxBlockSize is the largest uncompressed block decoded in parallel,
+	// which bounds each buffer; 0 means DefaultMaxBlockSize. Files with a
+	// larger block are decoded serially, which needs no block buffer.
+	// Serial decoding refuses an LZMA2 dictionary larger than this or
+	// DefaultMaxBlockSize, whichever is larger, as it would have to
+	// allocate it whole (parallel decoding needs no more dictionary than
+	// the block's size).
+	MaxBlockSize int64
+	// Progress, if set, is called from Read with the number of compressed
+	// bytes whose output has been handed out so far. Calls never overlap.
+	Progress func(compressed int64)
+}
+
+// NewReader returns a reader of the decompressed content of the xz file of
+// size bytes in ra: one or more streams with optional stream padding. It
+// reads the file's index and block headers first and fails, with an error
+// starting "xz: ", if they are malformed or do not agree.
+//
+// The reader checks every block's sizes and check as it goes; a mismatch
+// is an error naming the block. Close stops the decoding goroutines; it
+// must be called, even after an error or EOF, and may be called while a
+// Read is blocked. ra must allow concurrent ReadAt calls (an *os.File
+// does) and stay open until Close returns.
+func NewReader(ra io.ReaderAt, size int64, o Options) (io.ReadCloser, error) {
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.MaxBlockSize <= 0 {
+		o.MaxBlockSize = DefaultMaxBlockSize
+	}
+	l, err := parse(ra, size)
+	if err != nil {
+		return nil, err
+	}
+	if len(l.blocks) < 2 || !l.supported || l.maxBlockSize > o.MaxBlockSize {
+		// ulikunitz/xz allocates the whole dictionary a header asks
+		// for, up to 4 GiB.
+		if limit := max(o.MaxBlockSize, DefaultMaxBlockSize); l.maxDictSize > limit {
+			return nil, fmt.Errorf("xz: LZMA2 dictionary of %d bytes exceeds the limit of %d", l.maxDictSize, limit)
+		}
+		return newSerialReader(ra, size, o)
+	}
+	return newParallelReader(ra, l, o), nil
+}
+
+// errClosed is returned by Read after Close.
+var errClosed = errors.New("xz: read after close")
+
+// decodeChunk is how much a worker decodes between looks at whether the
+// reader was closed, so Close does not wait for whole blocks.
+const decodeChunk = 1 << 20
+
+// inputBufferSize is the read-ahead of a worker's compressed input:
+// ulikunitz/xz reads it a byte at a time.
+const inputBufferSize = 64 << 10
+
+// job is one block on its way from a worker to the reader.
+type job struct {
+	b    *block
+	buf  []byte
+	err  error
+	done chan struct{} // closed when buf or err is ready
+}
+
+// parallelReader hands out blocks decoded by worker goroutines, in order.
+// Blocks in flight are bounded by the buffers: Workers+1 of them, one per
+// worker plus the one being read.
+type parallelReader struct {
+	ra       io.ReaderAt
+	progress func(int64)
+
+	free    chan []byte // buffers not in use, nil until first needed
+	jobs    chan *job   // to the workers
+	pending chan *job   // to Read, in block order
+	quit    chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
+
+	cur  *job // the block being read, nil between blocks
+	off  int  // read position in cur.buf
+	done int64
+	err  error
+}
+
+func newParallelReader(ra io.ReaderAt, l *layout, o Options) *parallelReader {
+	workers := min(o.Workers, len(l.blocks))
+	r := &parallelReader{
+		ra:       ra,
+		progress: o.Progress,
+		free:     make(chan []byte, workers+1),
+		jobs:     make(chan *job),
+		pending:  make(chan *job, workers+1),
+		quit:     make(chan struct{}),
+	}
+	for range workers + 1 {
+		r.free <- nil
+	}
+	r.wg.Add(workers + 1)
+	go r.dispatch(l.blocks)
+	for range workers {
+		go r.work(l.maxBlockSize)
+	}
+	return r
+}
+
+// dispatch gives blocks to the workers in order, each with a free buffer,
+// and queues them for Read in the same order.
+func (r *parallelReader) dispatch(blocks []block) {
+	defer r.wg.Done()
+	defer close(r.pending)
+	defer close(r.jobs)
+	for i := range blocks {
+		var buf []byte
+		select {
+		case buf = <-r.free:
+		case <-r.quit:
+			return
+		}
+		j := &job{b: &blocks[i], buf: buf, done: make(chan struct{})}
+		// pending has room for every buffer, so this never blocks.
+		r.pending <- j
+		select {
+		case r.jobs <- j:
+		case <-r.quit:
+			return
+		}
+	}
+}
+
+// work decodes blocks until there are no more or the reader is closed.
+func (r *parallelReader) work(bufSize int64) {
+	defer r.wg.Done()
+	d := &blockDecoder{ra: r.ra, quit: r.quit, in: bufio.NewReaderSize(nil, inputBufferSize)}
+	for {
+		select {
+		case j, ok := <-r.jobs:
+			if !ok {
+				return
+			}
+			if j.buf == nil {
+				// Every buffer takes the largest block's size, so any
+				// buffer fits any block.
+				j.buf = make([]byte, bufSize)
+			}
+			j.err = d.decode(j.b, j.buf[:j.b.size])
+			close(j.done)
+		case <-r.quit:
+			return
+		}
+	}
+}
+
+// Read implements io.Reader.
+func (r *parallelReader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	if r.closed() {
+		r.err = errClosed
+		return 0, r.err
+	}
+	for r.cur == nil || r.off == len(r.cur.buf) {
+		if r.cur != nil {
+			r.done = r.cur.b.paddedEnd()
+			if r.progress != nil {
+				r.progress(r.done)
+			}
+			// free has room for every buffer, so this never blocks.
+			r.free <- r.cur.buf[:cap(r.cur.buf)]
+			r.cur = nil
+		}
+		var j *job
+		var ok bool
+		select {
+		case j, ok = <-r.pending:
+		case <-r.quit:
+			r.err = errClosed
+			return 0, r.err
+		}
+		if !ok {
+			// The dispatcher also stops early when closed.
+			r.err = io.EOF
+			if r.closed() {
+				r.err = errClosed
+			}
+			return 0, r.err
+		}
+		select {
+		case <-j.done:
+		case <-r.quit:
+			r.err = errClosed
+			return 0, r.err
+		}
+		if j.err != nil {
+			r.err = j.err
+			return 0, r.err
+		}
+		j.buf = j.buf[:j.b.size]
+		r.cur, r.off = j, 0
+	}
+	n := copy(p, r.cur.buf[r.off:])
+	r.off += n
+	return n, nil
+}
+
+// closed reports whether Close was called.
+func (r *parallelReader) closed() bool {
+	select {
+	case <-r.quit:
+		return true
+	default:
+		return false
+	}
+}
+
+// Close stops the workers and waits for them to return.
+func (r *parallelReader) Close() error {
+	r.once.Do(func() {
+		close(r.quit)
+		r.wg.Wait()
+	})
+	return nil
+}
+
+// blockDecoder decodes single blocks; each worker has one, so its input
+// buffer is reused.
+type blockDecoder struct {
+	ra   io.ReaderAt
+	quit <-chan struct{}
+	in   *bufio.Reader
+	tail [3 + 64]byte // block padding and check
+}
+
+// errStopped is how a decode interrupted by Close ends; Read never returns
+// it, as it sees the close first.
+var errStopped = errors.New("xz: stopped")
+
+// decode decodes block b into out, which has exactly the block's
+// uncompressed size, and verifies its compressed size and check.
+func (d *blockDecoder) decode(b *block, out []byte) error {
+	fail := func(format string, a ...any) error {
+		return fmt.Errorf("xz: block %d at offset %d: %s", b.num, b.offset, fmt.Sprintf(format, a...))
+	}
+	section := io.NewSectionReader(d.ra, b.dataOffset(), b.compressedSize)
+	d.in.Reset(section)
+	// A block's data never refers further back than its own start, so a
+	// dictionary larger than the block would only waste memory.
+	dict := max(min(b.dictSize, b.size), lzma.MinDictCap)
+	lr, err := lzma.Reader2Config{DictCap: int(dict)}.NewReader2(d.in)
+	if err != nil {
+		return fail("%v", err)
+	}
+	for n := 0; n < len(out); {
+		select {
+		case <-d.quit:
+			return errStopped
+		default:
+		}
+		k, err := io.ReadFull(lr, out[n:min(n+decodeChunk, len(out))])
+		n += k
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				if !lr.EOS() {
+					return fail("compressed data runs past the %d bytes the index says", b.compressedSize)
+				}
+				return fail("%d bytes of data, but the index says %d", n, len(out))
+			}
+			return fail("%v", err)
+		}
+	}
+	var one [1]byte
+	if k, err := lr.Read(one[:]); k != 0 || err == nil {
+		return fail("more data than the %d bytes the index says", len(out))
+	} else if errors.Is(err, io.ErrUnexpectedEOF) {
+		return fail("compressed data runs past the %d bytes the index says", b.compressedSize)
+	} else if !errors.Is(err, io.EOF) {
+		return fail("%v", err)
+	}
+	pos, _ := section.Seek(0, io.SeekCurrent)
+	if used := pos - int64(d.in.Buffered()); used != b.compressedSize {
+		return fail("%d bytes of compressed data, but the index says %d", used, b.compressedSize)
+	}
+
+	padding := int(pad4(b.headerSize+b.compressedSize) - b.headerSize - b.compressedSize)
+	tail := d.tail[:padding+checkSize(b.check)]
+	if err := readAt(d.ra, tail, b.dataOffset()+b.compressedSize, "block check"); err != nil {
+		return fmt.Errorf("xz: block %d: %w", b.num, errors.Unwrap(err))
+	}
+	for _, c := range tail[:padding] {
+		if c != 0 {
+			return fail("non-zero block padding")
+		}
+	}
+	return verifyCheck(b, out, tail[padding:], fail)
+}
+
+// crc64Table is the ECMA-182 table xz's CRC64 uses.
+var crc64Table = crc64.MakeTable(crc64.ECMA)
+
+// verifyCheck compares the block's stored check with one computed on data.
+func verifyCheck(b *block, data, stored []byte, fail func(string, ...any) error) error {
+	var ok bool
+	var name string
+	switch b.check {
+	case checkNone:
+		return nil
+	case checkCRC32:
+		name = "CRC32"
+		ok = crc32.ChecksumIEEE(data) == binary.LittleEndian.Uint32(stored)
+	case checkCRC64:
+		name = "CRC64"
+		ok = crc64.Checksum(data, crc64Table) == binary.LittleEndian.Uint64(stored)
+	case checkSHA256:
+		name = "SHA-256"
+		sum := sha256.Sum256(data)
+		ok = bytes.Equal(sum[:], stored)
+	default:
+		// parse sends files with other checks to the serial decoder.
+		return fail("unsupported check %#x", b.check)
+	}
+	if !ok {
+		return fail("%s check mismatch: corrupt data", name)
+	}
+	return nil
+}
