@@ -3,6 +3,7 @@ package fetchtest
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -367,4 +368,14 @@ func contentType(p string) string {
 		return "text/plain; charset=utf-8"
 	}
 	return "application/octet-stream"
+}
+
+// Client is an HTTP client that trusts the server's certificate, for
+// in-process tests.
+func (s *Server) Client() *http.Client {
+	p, err := testPKI()
+	if err != nil {
+		panic(err) // the server could not have started
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool}}}
 }

@@ -402,3 +402,15 @@ func TestCloseRemovesDir(t *testing.T) {
 		t.Error("still serving after Close")
 	}
 }
+
+func TestClient(t *testing.T) {
+	s := newTestServer(t)
+	resp, err := s.Client().Get(s.URL + "/meta/1.0/index-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("%d", resp.StatusCode)
+	}
+}
