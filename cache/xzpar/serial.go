@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/ulikunitz/xz"
+	"github.com/ulikunitz/xz/lzma"
 )
 
 const (
@@ -55,7 +56,9 @@ func newSerialReader(ra io.ReaderAt, size int64, o Options) (*serialReader, erro
 	counted := &countingReader{r: io.NewSectionReader(ra, 0, size)}
 	// ulikunitz/xz reads its input a byte at a time.
 	in := bufio.NewReaderSize(counted, inputBufferSize)
-	xr, err := xz.NewReader(in)
+	// The smallest DictCap makes it allocate what the file asks for
+	// rather than at least 8 MiB per block.
+	xr, err := xz.ReaderConfig{DictCap: lzma.MinDictCap}.NewReader(in)
 	if err != nil {
 		return nil, xzError(err)
 	}

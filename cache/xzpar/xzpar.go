@@ -91,6 +91,10 @@ var errClosed = errors.New("xz: read after close")
 // reader was closed, so Close does not wait for whole blocks.
 const decodeChunk = 1 << 20
 
+// initialBufferSize is the first size of a block buffer, which then
+// doubles up to the block's size.
+const initialBufferSize = 4 << 20
+
 // inputBufferSize is the read-ahead of a worker's compressed input:
 // ulikunitz/xz reads it a byte at a time.
 const inputBufferSize = 64 << 10
@@ -139,7 +143,7 @@ func newParallelReader(ra io.ReaderAt, l *layout, o Options) *parallelReader {
 	r.wg.Add(workers + 1)
 	go r.dispatch(l.blocks)
 	for range workers {
-		go r.work(l.maxBlockSize)
+		go r.work()
 	}
 	return r
 }
@@ -169,7 +173,7 @@ func (r *parallelReader) dispatch(blocks []block) {
 }
 
 // work decodes blocks until there are no more or the reader is closed.
-func (r *parallelReader) work(bufSize int64) {
+func (r *parallelReader) work() {
 	defer r.wg.Done()
 	d := &blockDecoder{ra: r.ra, quit: r.quit, in: bufio.NewReaderSize(nil, inputBufferSize)}
 	for {
@@ -178,12 +182,7 @@ func (r *parallelReader) work(bufSize int64) {
 			if !ok {
 				return
 			}
-			if j.buf == nil {
-				// Every buffer takes the largest block's size, so any
-				// buffer fits any block.
-				j.buf = make([]byte, bufSize)
-			}
-			j.err = d.decode(j.b, j.buf[:j.b.size])
+			j.buf, j.err = d.decode(j.b, j.buf)
 			close(j.done)
 		case <-r.quit:
 			return
@@ -236,7 +235,6 @@ func (r *parallelReader) Read(p []byte) (int, error) {
 			r.err = j.err
 			return 0, r.err
 		}
-		j.buf = j.buf[:j.b.size]
 		r.cur, r.off = j, 0
 	}
 	n := copy(p, r.cur.buf[r.off:])
@@ -276,9 +274,10 @@ type blockDecoder struct {
 // it, as it sees the close first.
 var errStopped = errors.New("xz: stopped")
 
-// decode decodes block b into out, which has exactly the block's
-// uncompressed size, and verifies its compressed size and check.
-func (d *blockDecoder) decode(b *block, out []byte) error {
+// decode decodes block b into buf, growing it as needed, and verifies the
+// block's compressed size and check. It returns the buffer, holding the
+// block's data on success.
+func (d *blockDecoder) decode(b *block, buf []byte) ([]byte, error) {
 	fail := func(format string, a ...any) error {
 		return fmt.Errorf("xz: block %d at offset %d: %s", b.num, b.offset, fmt.Sprintf(format, a...))
 	}
@@ -289,50 +288,59 @@ func (d *blockDecoder) decode(b *block, out []byte) error {
 	dict := max(min(b.dictSize, b.size), lzma.MinDictCap)
 	lr, err := lzma.Reader2Config{DictCap: int(dict)}.NewReader2(d.in)
 	if err != nil {
-		return fail("%v", err)
+		return buf, fail("%v", err)
 	}
-	for n := 0; n < len(out); {
+	out := buf[:0]
+	for int64(len(out)) < b.size {
 		select {
 		case <-d.quit:
-			return errStopped
+			return out, errStopped
 		default:
 		}
-		k, err := io.ReadFull(lr, out[n:min(n+decodeChunk, len(out))])
-		n += k
+		want := int(min(b.size, int64(len(out))+decodeChunk))
+		if want > cap(out) {
+			// Grow with the data actually decoded rather than trust
+			// the index's size: a lying index then costs nothing.
+			grown := make([]byte, len(out), int(min(b.size, int64(max(2*cap(out), initialBufferSize)))))
+			copy(grown, out)
+			out = grown
+		}
+		k, err := io.ReadFull(lr, out[len(out):want])
+		out = out[:len(out)+k]
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				if !lr.EOS() {
-					return fail("compressed data runs past the %d bytes the index says", b.compressedSize)
+					return out, fail("compressed data runs past the %d bytes the index says", b.compressedSize)
 				}
-				return fail("%d bytes of data, but the index says %d", n, len(out))
+				return out, fail("%d bytes of data, but the index says %d", len(out), b.size)
 			}
-			return fail("%v", err)
+			return out, fail("%v", err)
 		}
 	}
 	var one [1]byte
 	if k, err := lr.Read(one[:]); k != 0 || err == nil {
-		return fail("more data than the %d bytes the index says", len(out))
+		return out, fail("more data than the %d bytes the index says", b.size)
 	} else if errors.Is(err, io.ErrUnexpectedEOF) {
-		return fail("compressed data runs past the %d bytes the index says", b.compressedSize)
+		return out, fail("compressed data runs past the %d bytes the index says", b.compressedSize)
 	} else if !errors.Is(err, io.EOF) {
-		return fail("%v", err)
+		return out, fail("%v", err)
 	}
 	pos, _ := section.Seek(0, io.SeekCurrent)
 	if used := pos - int64(d.in.Buffered()); used != b.compressedSize {
-		return fail("%d bytes of compressed data, but the index says %d", used, b.compressedSize)
+		return out, fail("%d bytes of compressed data, but the index says %d", used, b.compressedSize)
 	}
 
 	padding := int(pad4(b.headerSize+b.compressedSize) - b.headerSize - b.compressedSize)
 	tail := d.tail[:padding+checkSize(b.check)]
 	if err := readAt(d.ra, tail, b.dataOffset()+b.compressedSize, "block check"); err != nil {
-		return fmt.Errorf("xz: block %d: %w", b.num, errors.Unwrap(err))
+		return out, fmt.Errorf("xz: block %d: %w", b.num, errors.Unwrap(err))
 	}
 	for _, c := range tail[:padding] {
 		if c != 0 {
-			return fail("non-zero block padding")
+			return out, fail("non-zero block padding")
 		}
 	}
-	return verifyCheck(b, out, tail[padding:], fail)
+	return out, verifyCheck(b, out, tail[padding:], fail)
 }
 
 // crc64Table is the ECMA-182 table xz's CRC64 uses.
