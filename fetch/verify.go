@@ -397,8 +397,9 @@ func readSignature(kr openpgp.EntityList, data []byte) (*packet.Signature, []ope
 	}
 	packets := packet.NewReader(r)
 	var issuers []string
+	var unsupported error
 	for n := 0; ; n++ {
-		p, err := packets.Next()
+		p, err := packets.NextWithUnsupported()
 		if err == io.EOF {
 			break
 		}
@@ -407,6 +408,12 @@ func readSignature(kr openpgp.EntityList, data []byte) (*packet.Signature, []ope
 		}
 		if n == maxSignaturePackets {
 			return nil, nil, fmt.Errorf("more than %d packets in the signature", maxSignaturePackets)
+		}
+		if u, ok := p.(*packet.UnsupportedPacket); ok {
+			// A signature with an algorithm go-crypto does not know (MD5
+			// among them): another packet may still be usable.
+			unsupported = u.Error
+			continue
 		}
 		sig, ok := p.(*packet.Signature)
 		if !ok {
@@ -431,6 +438,9 @@ func readSignature(kr openpgp.EntityList, data []byte) (*packet.Signature, []ope
 			return nil, nil, fmt.Errorf("made with the weak or unsupported hash %s", sig.Hash)
 		}
 		return sig, keys, nil
+	}
+	if len(issuers) == 0 && unsupported != nil {
+		return nil, nil, fmt.Errorf("unusable signature: %w", unsupported)
 	}
 	if len(issuers) == 0 {
 		return nil, nil, errors.New("no signature packet found")
