@@ -96,24 +96,49 @@ func ReadKeyring(path string) (openpgp.EntityList, error) {
 	return kr, nil
 }
 
+// armorBegin starts every armored OpenPGP block.
+const armorBegin = "-----BEGIN PGP "
+
 // parseKeyring reads armored or binary OpenPGP keys and insists on at least
 // one: go-crypto skips keys it cannot read and returns an empty list for
-// input that holds none.
+// input that holds none. Armored input may hold several blocks, as when
+// exported keys are concatenated with cat.
 func parseKeyring(data []byte) (openpgp.EntityList, error) {
-	var r io.Reader = bytes.NewReader(data)
-	if i := bytes.Index(data, []byte("-----BEGIN PGP ")); i >= 0 {
-		block, err := armor.Decode(bytes.NewReader(data[i:]))
+	if !bytes.Contains(data, []byte(armorBegin)) {
+		if len(data) >= 12 && string(data[8:12]) == "KBXf" {
+			// GnuPG 2.1+ keeps its keys in a keybox, which is not OpenPGP.
+			return nil, errors.New("this is a GnuPG keybox (pubring.kbx), not an OpenPGP keyring; export the keys with gpg --export")
+		}
+		return readKeys(bytes.NewReader(data))
+	}
+	var kr openpgp.EntityList
+	for rest := data; ; {
+		i := bytes.Index(rest, []byte(armorBegin))
+		if i < 0 {
+			break
+		}
+		block := rest[i:]
+		rest = nil
+		if j := bytes.Index(block[len(armorBegin):], []byte(armorBegin)); j >= 0 {
+			block, rest = block[:len(armorBegin)+j], block[len(armorBegin)+j:]
+		}
+		b, err := armor.Decode(bytes.NewReader(block))
 		if err != nil {
 			return nil, fmt.Errorf("bad armor: %w", err)
 		}
-		if block.Type != openpgp.PublicKeyType && block.Type != openpgp.PrivateKeyType {
-			return nil, fmt.Errorf("armored block is a %q, not a public key block", block.Type)
+		if b.Type != openpgp.PublicKeyType && b.Type != openpgp.PrivateKeyType {
+			return nil, fmt.Errorf("armored block is a %q, not a public key block", b.Type)
 		}
-		r = block.Body
-	} else if len(data) >= 12 && string(data[8:12]) == "KBXf" {
-		// GnuPG 2.1+ keeps its keys in a keybox, which is not OpenPGP.
-		return nil, errors.New("this is a GnuPG keybox (pubring.kbx), not an OpenPGP keyring; export the keys with gpg --export")
+		keys, err := readKeys(b.Body)
+		if err != nil {
+			return nil, err
+		}
+		kr = append(kr, keys...)
 	}
+	return kr, nil
+}
+
+func readKeys(r io.Reader) (openpgp.EntityList, error) {
 	kr, err := openpgp.ReadKeyRing(r)
 	if err != nil {
 		return nil, fmt.Errorf("not an OpenPGP keyring: %w", err)

@@ -172,6 +172,7 @@ func TestReadKeyring(t *testing.T) {
 	}{
 		{"armored.asc", pgpPublicArmored(t, a, b), []string{fpr(a), fpr(b)}},
 		{"binary.gpg", pgpPublicBinary(t, a, b), []string{fpr(a), fpr(b)}},
+		{"concatenated.asc", append(pgpPublicArmored(t, a), pgpPublicArmored(t, b)...), []string{fpr(a), fpr(b)}},
 		{"armored-with-text.asc", append([]byte("Key of the alpha team:\n\n"), pgpPublicArmored(t, a)...), []string{fpr(a)}},
 		{"secret.gpg", secret.Bytes(), []string{fpr(a)}},
 	} {
@@ -205,6 +206,8 @@ func TestReadKeyring(t *testing.T) {
 		{"signature.asc", sig.Bytes(), `armored block is a "PGP SIGNATURE", not a public key block`},
 		{"bad-base64.asc", []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n!!!!\n"), "not an OpenPGP keyring: illegal base64"},
 		{"bad-armor.asc", []byte("-----BEGIN PGP PUBLIC KEY BLOCK\n"), "bad armor"},
+		{"key then signature.asc", append(pgpPublicArmored(t, a), sig.Bytes()...), `armored block is a "PGP SIGNATURE"`},
+		{"key then empty block.asc", append(pgpPublicArmored(t, a), "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n-----END PGP PUBLIC KEY BLOCK-----\n"...), "no OpenPGP public key found"},
 		{"pubring.kbx", append(keybox, make([]byte, 64)...), "GnuPG keybox"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

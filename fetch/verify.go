@@ -364,11 +364,14 @@ const (
 	maxSignatureBytes   = 1 << 20
 )
 
-// acceptedHashes are the hash algorithms a data signature may use: not
-// MD5, SHA1 or RIPEMD160, which can be collided or are close to it.
-var acceptedHashes = map[crypto.Hash]bool{
-	crypto.SHA224: true, crypto.SHA256: true, crypto.SHA384: true, crypto.SHA512: true,
-	crypto.SHA3_256: true, crypto.SHA3_512: true,
+// acceptedHash reports whether a data signature may use h: not MD5,
+// SHA1 or RIPEMD160, which can be collided or are close to it.
+func acceptedHash(h crypto.Hash) bool {
+	switch h {
+	case crypto.SHA224, crypto.SHA256, crypto.SHA384, crypto.SHA512, crypto.SHA3_256, crypto.SHA3_512:
+		return true
+	}
+	return false
 }
 
 // readSignature parses a detached signature and picks its first signature
@@ -385,7 +388,7 @@ func readSignature(kr openpgp.EntityList, data []byte) (*packet.Signature, []ope
 		return nil, nil, errors.New("no keys to check the signature with")
 	}
 	var r io.Reader = bytes.NewReader(data)
-	if i := bytes.Index(data, []byte("-----BEGIN PGP ")); i >= 0 {
+	if i := bytes.Index(data, []byte(armorBegin)); i >= 0 {
 		block, err := armor.Decode(bytes.NewReader(data[i:]))
 		if err != nil {
 			return nil, nil, fmt.Errorf("bad armor: %w", err)
@@ -434,7 +437,7 @@ func readSignature(kr openpgp.EntityList, data []byte) (*packet.Signature, []ope
 		if sig.SigType != packet.SigTypeBinary && sig.SigType != packet.SigTypeText {
 			return nil, nil, fmt.Errorf("not a signature of a document (signature type %#x)", uint8(sig.SigType))
 		}
-		if !acceptedHashes[sig.Hash] {
+		if !acceptedHash(sig.Hash) {
 			return nil, nil, fmt.Errorf("made with the weak or unsupported hash %s", sig.Hash)
 		}
 		return sig, keys, nil

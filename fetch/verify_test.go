@@ -747,3 +747,29 @@ func FuzzVerifyDetached(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCheck measures the verification cost a download pays per byte,
+// for a file with a signature (SHA256 or SHA512) and a SHA256SUMS entry.
+func BenchmarkCheck(b *testing.B) {
+	signer := pgpNewKey(b, "signer", nil)
+	kr := pgpKeyring(b, signer)
+	data := make([]byte, 8<<20)
+	for _, h := range []crypto.Hash{crypto.SHA256, crypto.SHA512} {
+		sig := pgpSign(b, signer, data, &packet.Config{DefaultHash: h})
+		b.Run(h.String(), func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				c, err := NewCheck("rootfs.tar.xz", kr, sig, hexSHA256(data))
+				if err != nil {
+					b.Fatal(err)
+				}
+				for p := data; len(p) > 0; p = p[32<<10:] {
+					c.Write(p[:32<<10])
+				}
+				if err := c.Finish(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
