@@ -57,9 +57,9 @@ func (c Cache) Stage(k Key) (*Stage, error) {
 }
 
 // NewTempStage makes a stage outside the cache, in a new hidden directory
-// inside parent, for when the cache is not writable: the issue wants the
-// temporary files next to the container then, never in /tmp. Its Commit
-// makes the entry in place, and Cleanup removes it once it has been used.
+// inside parent, for when the cache is not writable: the temporary files go
+// next to the container then, never to /tmp. Its Commit makes the entry in
+// place, and Cleanup removes it once it has been used.
 func NewTempStage(parent string) (*Stage, error) {
 	if parent == "" {
 		return nil, errors.New("create temporary stage: no directory given")
@@ -85,14 +85,12 @@ func (s *Stage) Abort() {
 	os.Remove(s.Dir) // only if nothing resumable is left
 }
 
-// Cleanup removes the stage, and for a temporary stage the entry Commit made
-// in it; for a stage of the cache it is Abort.
+// Cleanup removes the stage and everything in it: partial downloads too
+// (after a download failed for a full disk, they would keep the space), and
+// for a temporary stage the entry Commit made in it, once it has been used.
+// A committed entry of the cache is not in the stage and stays.
 func (s *Stage) Cleanup() {
-	if s.temp {
-		os.RemoveAll(s.Dir)
-		return
-	}
-	s.Abort()
+	os.RemoveAll(s.Dir)
 }
 
 // clean removes what is in the stage except partial downloads.

@@ -182,6 +182,14 @@ func TestStageKeepsPartials(t *testing.T) {
 	if got := dirNames(t, st.Dir); !reflect.DeepEqual(got, []string{"rootfs.tar.xz.partial", "rootfs.tar.xz.partial.info"}) {
 		t.Errorf("after Abort: %v", got)
 	}
+	// Cleanup removes the partials too.
+	st2.Cleanup()
+	if exists(st.Dir) {
+		t.Errorf("stage not removed by Cleanup")
+	}
+	st2, _ = c.Stage(testKey)
+	os.WriteFile(filepath.Join(st.Dir, "rootfs.tar.xz.partial"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(st.Dir, "rootfs.tar.xz.partial.info"), []byte("x"), 0o644)
 	// Without partials, Abort removes the stage.
 	os.Remove(filepath.Join(st.Dir, "rootfs.tar.xz.partial"))
 	os.Remove(filepath.Join(st.Dir, "rootfs.tar.xz.partial.info"))
@@ -425,6 +433,47 @@ func TestDiskFull(t *testing.T) {
 			checkEntry(t, storeImage(t, c, testKey, c3), c3)
 		})
 	}
+}
+
+// TestDiskFullDownload: a download that fills the disk in the stage, as the
+// fetch client writes it, leaves the old entry intact, and Cleanup gives the
+// space back.
+func TestDiskFullDownload(t *testing.T) {
+	root := mountTmpfs(t, "size=1m")
+	c := Cache{Root: root}
+	a := newTestImage(t, "a", 50<<10, nil)
+	storeImage(t, c, testKey, a)
+	st, err := c.Stage(testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(st.Dir, "rootfs.tar.xz.partial"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 64<<10)
+	for err == nil {
+		_, err = f.Write(chunk)
+	}
+	f.Close()
+	if !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("writing the download: %v, want ENOSPC", err)
+	}
+	st.Abort()
+	if !exists(f.Name()) {
+		t.Fatal("Abort removed the partial download")
+	}
+	st.Cleanup()
+	if exists(st.Dir) {
+		t.Error("Cleanup left the stage")
+	}
+	e, err := c.Lookup(testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkEntry(t, e, a)
+	b := newTestImage(t, "b", 700<<10, nil)
+	checkEntry(t, storeImage(t, c, testKey, b), b)
 }
 
 // TestNoInodes: ENOSPC when even a directory cannot be made.

@@ -7,11 +7,13 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,15 +83,31 @@ func newTestImage(t testing.TB, build string, rootfsSize int, meta map[string]st
 			files[n] = v
 		}
 	}
-	noise := make([]byte, rootfsSize)
-	r := rand.NewChaCha8([32]byte([]byte(build + "................................")[:32]))
-	r.Read(noise)
 	return testImage{
 		build:  build,
 		files:  files,
 		meta:   xzTarball(t, files),
-		rootfs: xzTarball(t, map[string]string{"./etc/hostname": "LXC_NAME\n", "./noise": string(noise)}),
+		rootfs: testRootfs(t, build, rootfsSize),
 	}
+}
+
+// rootfsMemo keeps the rootfs tarballs made so far: compressing noise is
+// slow, and tests use the same ones again.
+var rootfsMemo sync.Map
+
+// testRootfs is an xz tarball holding size bytes of noise derived from
+// build, so that it takes about that much disk.
+func testRootfs(t testing.TB, build string, size int) []byte {
+	key := fmt.Sprint(build, size)
+	if b, ok := rootfsMemo.Load(key); ok {
+		return b.([]byte)
+	}
+	noise := make([]byte, size)
+	r := rand.NewChaCha8([32]byte([]byte(build + "................................")[:32]))
+	r.Read(noise)
+	b := xzTarball(t, map[string]string{"./etc/hostname": "LXC_NAME\n", "./noise": string(noise)})
+	rootfsMemo.Store(key, b)
+	return b
 }
 
 // writeTo puts the image's tarballs into dir, as a downloader does.
