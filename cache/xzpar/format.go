@@ -30,6 +30,11 @@ const (
 	// filterLZMA2 is the filter ID of LZMA2 in a block header.
 	filterLZMA2 = 0x21
 
+	// maxBlocks bounds the blocks of a file, and so the memory its index
+	// takes here (about 100 bytes a block). xz --threads makes one block
+	// per 24 MiB; a file at the limit would hold 1.5 TiB.
+	maxBlocks = 1 << 16
+
 	// maxVLI is the largest value of the format's variable-length integers.
 	maxVLI = math.MaxInt64
 
@@ -119,6 +124,7 @@ func parse(ra io.ReaderAt, size int64) (*layout, error) {
 		return nil, fmt.Errorf("xz: file size %d is not a multiple of four: truncated or trailing data", size)
 	}
 	var streams [][]block // in reverse order
+	nblocks := 0
 	l := &layout{supported: true}
 	pos := size
 	for pos > 0 {
@@ -130,11 +136,12 @@ func parse(ra io.ReaderAt, size int64) (*layout, error) {
 			return nil, errors.New("xz: file starts with stream padding")
 		}
 		var blocks []block
-		blocks, pos, err = parseStream(ra, pos)
+		blocks, pos, err = parseStream(ra, pos, maxBlocks-nblocks)
 		if err != nil {
 			return nil, err
 		}
 		streams = append(streams, blocks)
+		nblocks += len(blocks)
 	}
 	var uncompressed int64
 	for i := len(streams) - 1; i >= 0; i-- {
@@ -198,8 +205,9 @@ func skipPadding(ra io.ReaderAt, end int64) (int64, error) {
 }
 
 // parseStream parses the stream that ends at end (after its footer) and
-// returns its blocks and where the stream starts.
-func parseStream(ra io.ReaderAt, end int64) ([]block, int64, error) {
+// returns its blocks and where the stream starts. It refuses a stream of
+// more than maxBlocks blocks.
+func parseStream(ra io.ReaderAt, end int64, maxBlocks int) ([]block, int64, error) {
 	if end < streamHeaderSize+streamFooterSize {
 		return nil, 0, fmt.Errorf("xz: %w: stream ending at %d is too short", errTruncated, end)
 	}
@@ -224,7 +232,7 @@ func parseStream(ra io.ReaderAt, end int64) ([]block, int64, error) {
 		return nil, 0, fmt.Errorf("xz: stream footer at offset %d: index size %d exceeds the stream", end-streamFooterSize, indexSize)
 	}
 	indexStart := indexEnd - indexSize
-	records, err := readIndex(ra, indexStart, indexSize)
+	records, err := readIndex(ra, indexStart, indexSize, maxBlocks)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -280,8 +288,9 @@ type record struct {
 	unpadded, uncompressed int64
 }
 
-// readIndex reads and checks the index of size bytes at offset.
-func readIndex(ra io.ReaderAt, offset, size int64) ([]record, error) {
+// readIndex reads and checks the index of size bytes at offset, which may
+// list at most maxRecords blocks.
+func readIndex(ra io.ReaderAt, offset, size int64, maxRecords int) ([]record, error) {
 	fail := func(format string, a ...any) error {
 		return fmt.Errorf("xz: index at offset %d: %s", offset, fmt.Sprintf(format, a...))
 	}
@@ -302,6 +311,9 @@ func readIndex(ra io.ReaderAt, offset, size int64) ([]record, error) {
 	// count can make us allocate.
 	if count > uint64(size/2) {
 		return nil, fail("%d records cannot fit in %d bytes", count, size)
+	}
+	if count > uint64(maxRecords) {
+		return nil, fmt.Errorf("xz: file has more than %d blocks, the most this decoder takes", maxBlocks)
 	}
 	records := make([]record, 0, count)
 	for i := range count {

@@ -170,7 +170,7 @@ func lastStream(tb testing.TB, data []byte) streamInfo {
 	footer := data[end-streamFooterSize:]
 	indexSize := (int64(binary.LittleEndian.Uint32(footer[4:8])) + 1) * 4
 	indexStart := end - streamFooterSize - indexSize
-	records, err := readIndex(ra, indexStart, indexSize)
+	records, err := readIndex(ra, indexStart, indexSize, maxBlocks)
 	if err != nil {
 		tb.Fatal(err)
 	}

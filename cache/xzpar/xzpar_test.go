@@ -401,6 +401,13 @@ func TestHugeDeclaredSizes(t *testing.T) {
 		t.Errorf("allocated %d bytes for a refused dictionary", alloc)
 	}
 
+	// More blocks than the decoder keeps track of.
+	many := make([]record, maxBlocks+1)
+	for i := range many {
+		many[i] = record{8, 1}
+	}
+	mustFail(t, withIndex(t, file, many), Options{}, "more than 65536 blocks")
+
 	// A record count that cannot fit in the index.
 	s := lastStream(t, file)
 	bad := bytes.Clone(file)

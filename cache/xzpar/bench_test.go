@@ -1,0 +1,232 @@
+package xzpar
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ulikunitz/xz"
+)
+
+// benchInput returns the path of the benchmark's input: $XZPAR_BENCH_INPUT
+// if set (a real rootfs.tar.xz, say), otherwise a rootfs-like tarball of
+// $XZPAR_BENCH_MB (default 170) MB packed like the image builders pack
+// theirs (xz --threads=0 at the default level: 24 MiB blocks). Packing
+// takes minutes on a small machine, so the file is kept under
+// testdata/bench, which git ignores.
+func benchInput(b *testing.B) string {
+	if path := os.Getenv("XZPAR_BENCH_INPUT"); path != "" {
+		return path
+	}
+	mb := 170
+	if s := os.Getenv("XZPAR_BENCH_MB"); s != "" {
+		var err error
+		if mb, err = strconv.Atoi(s); err != nil || mb <= 0 {
+			b.Fatalf("XZPAR_BENCH_MB=%q: want a positive number", s)
+		}
+	}
+	path := filepath.Join("testdata", "bench", fmt.Sprintf("tarlike-v1-%dMB-T0-6.tar.xz", mb))
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	requireXZ(b)
+	b.Logf("packing %d MB of rootfs-like data into %s (once)", mb, path)
+	data := tarLike(mb*1000*1000, 1)
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command("xz", "-T0", "-6", "-c")
+	cmd.Stdin = bytes.NewReader(data)
+	cmd.Stdout = f
+	cmd.Stderr = os.Stderr
+	err = cmd.Run()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		b.Fatalf("xz: %v", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		b.Fatal(err)
+	}
+	data = nil
+	debug.FreeOSMemory()
+	return path
+}
+
+// BenchmarkDecode decodes one multi-block xz file to io.Discard with
+// ulikunitz/xz alone, with NewReader and 1, 2 and 4 workers, and with
+// liblzma (xz -dc, single- and multi-threaded), reporting MB/s of
+// decompressed data, peak heap and peak RSS of the process.
+func BenchmarkDecode(b *testing.B) {
+	path := benchInput(b)
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		b.Fatal(err)
+	}
+	size := fi.Size()
+	l, err := parse(f, size)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total int64
+	for _, blk := range l.blocks {
+		total += blk.size
+	}
+	b.Logf("%s: %d bytes, %d blocks, %d bytes decompressed, largest block %d", path, size, len(l.blocks), total, l.maxBlockSize)
+
+	check := func(b *testing.B, n int64, err error) {
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n != total {
+			b.Fatalf("decoded %d bytes, want %d", n, total)
+		}
+	}
+	// decode returns the peak RSS of a child process that did the work,
+	// or 0 when the work was done in this one.
+	run := func(name string, decode func(b *testing.B) (childRSS uint64)) {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(total)
+			runtime.GC()
+			debug.FreeOSMemory()
+			peak := watchMemory()
+			b.ResetTimer()
+			var child uint64
+			for range b.N {
+				child = max(child, decode(b))
+			}
+			b.StopTimer()
+			heap, rss := peak()
+			if child > 0 {
+				rss = child
+			} else {
+				b.ReportMetric(float64(heap)/(1<<20), "peak-heap-MiB")
+			}
+			if rss > 0 {
+				b.ReportMetric(float64(rss)/(1<<20), "peak-RSS-MiB")
+			}
+		})
+	}
+
+	run("ulikunitz-serial", func(b *testing.B) uint64 {
+		xr, err := xz.NewReader(bufio.NewReaderSize(io.NewSectionReader(f, 0, size), inputBufferSize))
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, xr)
+		check(b, n, err)
+		return 0
+	})
+	for _, workers := range []int{1, 2, 4} {
+		run(fmt.Sprintf("xzpar-workers=%d", workers), func(b *testing.B) uint64 {
+			r, err := NewReader(f, size, Options{Workers: workers})
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, err := io.Copy(io.Discard, r)
+			r.Close()
+			check(b, n, err)
+			return 0
+		})
+	}
+	xzPath, err := exec.LookPath("xz")
+	if err != nil {
+		b.Log("xz command not found: no liblzma reference")
+		return
+	}
+	for _, threads := range []string{"1", "0"} {
+		run("xz-dc-T"+threads, func(b *testing.B) uint64 {
+			null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer null.Close()
+			cmd := exec.Command(xzPath, "-dc", "-T"+threads, path)
+			cmd.Stdout = null
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Run(); err != nil {
+				b.Fatalf("xz -dc: %v: %s", err, stderr.Bytes())
+			}
+			if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+				return uint64(ru.Maxrss) << 10 // kilobytes on Linux
+			}
+			return 0
+		})
+	}
+}
+
+// watchMemory samples the Go heap until the returned function is called,
+// which reports the peak heap and the process's peak resident set size
+// since watchMemory was called (0 when the kernel cannot tell).
+func watchMemory() func() (heap, rss uint64) {
+	// Writing 5 to clear_refs resets VmHWM, the peak RSS.
+	resetRSS := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"}}
+	var peak uint64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(sample)
+			peak = max(peak, sample[0].Value.Uint64()+sample[1].Value.Uint64())
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() (uint64, uint64) {
+		close(stop)
+		wg.Wait()
+		if !resetRSS {
+			return peak, 0
+		}
+		return peak, peakRSS()
+	}
+}
+
+// peakRSS reads VmHWM from /proc/self/status, in bytes.
+func peakRSS() uint64 {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
+}
