@@ -99,15 +99,15 @@ func pgpKeyring(t testing.TB, es ...*openpgp.Entity) openpgp.EntityList {
 	return kr
 }
 
-func fpr(e *openpgp.Entity) string { return entityFingerprint(e) }
+func pgpFingerprint(e *openpgp.Entity) string { return entityFingerprint(e) }
 
 func TestBuiltinKeyring(t *testing.T) {
 	kr, err := BuiltinKeyring()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(kr) != 1 || fpr(kr[0]) != BuiltinFingerprint {
-		t.Fatalf("built-in keyring: %d keys, first %s", len(kr), fpr(kr[0]))
+	if len(kr) != 1 || pgpFingerprint(kr[0]) != BuiltinFingerprint {
+		t.Fatalf("built-in keyring: %d keys, first %s", len(kr), pgpFingerprint(kr[0]))
 	}
 	if kr[0].PrivateKey != nil {
 		t.Fatal("built-in key has a private part")
@@ -134,8 +134,8 @@ func TestBuiltinPinMismatch(t *testing.T) {
 		name, fpr, want string
 		data            []byte
 	}{
-		{"key file replaced", BuiltinFingerprint, "holds key " + fpr(other) + ", but the pinned fingerprint is " + BuiltinFingerprint, otherArmored},
-		{"pin changed", fpr(other), "holds key " + BuiltinFingerprint + ", but the pinned fingerprint is " + fpr(other), builtinKeyArmored},
+		{"key file replaced", BuiltinFingerprint, "holds key " + pgpFingerprint(other) + ", but the pinned fingerprint is " + BuiltinFingerprint, otherArmored},
+		{"pin changed", pgpFingerprint(other), "holds key " + BuiltinFingerprint + ", but the pinned fingerprint is " + pgpFingerprint(other), builtinKeyArmored},
 		{"two keys", BuiltinFingerprint, "holds 2 keys, want exactly 1", pgpPublicArmored(t, other, pgpNewKey(t, "second", nil))},
 		{"not a key", BuiltinFingerprint, "built-in key:", []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nbm90IGEga2V5\n-----END PGP PUBLIC KEY BLOCK-----\n")},
 	} {
@@ -146,7 +146,7 @@ func TestBuiltinPinMismatch(t *testing.T) {
 			}
 		})
 	}
-	if _, err := pinnedKeyring(otherArmored, fpr(other)); err != nil {
+	if _, err := pinnedKeyring(otherArmored, pgpFingerprint(other)); err != nil {
 		t.Fatalf("matching pin refused: %v", err)
 	}
 }
@@ -170,11 +170,11 @@ func TestReadKeyring(t *testing.T) {
 		data []byte
 		want []string
 	}{
-		{"armored.asc", pgpPublicArmored(t, a, b), []string{fpr(a), fpr(b)}},
-		{"binary.gpg", pgpPublicBinary(t, a, b), []string{fpr(a), fpr(b)}},
-		{"concatenated.asc", append(pgpPublicArmored(t, a), pgpPublicArmored(t, b)...), []string{fpr(a), fpr(b)}},
-		{"armored-with-text.asc", append([]byte("Key of the alpha team:\n\n"), pgpPublicArmored(t, a)...), []string{fpr(a)}},
-		{"secret.gpg", secret.Bytes(), []string{fpr(a)}},
+		{"armored.asc", pgpPublicArmored(t, a, b), []string{pgpFingerprint(a), pgpFingerprint(b)}},
+		{"binary.gpg", pgpPublicBinary(t, a, b), []string{pgpFingerprint(a), pgpFingerprint(b)}},
+		{"concatenated.asc", append(pgpPublicArmored(t, a), pgpPublicArmored(t, b)...), []string{pgpFingerprint(a), pgpFingerprint(b)}},
+		{"armored-with-text.asc", append([]byte("Key of the alpha team:\n\n"), pgpPublicArmored(t, a)...), []string{pgpFingerprint(a)}},
+		{"secret.gpg", secret.Bytes(), []string{pgpFingerprint(a)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			kr, err := ReadKeyring(write(tc.name, tc.data))
@@ -183,7 +183,7 @@ func TestReadKeyring(t *testing.T) {
 			}
 			var got []string
 			for _, e := range kr {
-				got = append(got, fpr(e))
+				got = append(got, pgpFingerprint(e))
 			}
 			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
 				t.Fatalf("got %v, want %v", got, tc.want)
@@ -247,7 +247,7 @@ func TestSelectKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	kr := pgpKeyring(t, a, b)
-	fa := fpr(kr[0])
+	fa := pgpFingerprint(kr[0])
 	sub := kr[1].Subkeys[len(kr[1].Subkeys)-1].PublicKey
 
 	// collide shares alpha's long id (and so its short id); short shares
@@ -273,10 +273,10 @@ func TestSelectKey(t *testing.T) {
 		{"fingerprint spaced lower 0x", "0x" + spaced, kr, fa, false},
 		{"long id", "0x" + fa[24:], kr, fa, false},
 		{"short id", strings.ToLower(fa[32:]), kr, fa, false},
-		{"subkey id", sub.KeyIdString(), kr, fpr(kr[1]), false},
-		{"subkey fingerprint", fmt.Sprintf("%X", sub.Fingerprint), kr, fpr(kr[1]), false},
+		{"subkey id", sub.KeyIdString(), kr, pgpFingerprint(kr[1]), false},
+		{"subkey fingerprint", fmt.Sprintf("%X", sub.Fingerprint), kr, pgpFingerprint(kr[1]), false},
 		{"same key twice", fa[24:], append(kr, kr[0]), fa, false},
-		{"ambiguous long id", fa[24:], append(kr, collide), "key id " + fa[24:] + " is ambiguous: it matches 2 keys (" + fa + ", " + fpr(collide) + "); give the full fingerprint", false},
+		{"ambiguous long id", fa[24:], append(kr, collide), "key id " + fa[24:] + " is ambiguous: it matches 2 keys (" + fa + ", " + pgpFingerprint(collide) + "); give the full fingerprint", false},
 		{"ambiguous short id", fa[32:], append(kr, short), "key id " + fa[32:] + " is ambiguous", false},
 		{"long id beside a short-id twin", fa[24:], append(kr, short), fa, false},
 		{"full fingerprint beside a twin", fa, append(kr, collide), fa, false},
@@ -301,8 +301,8 @@ func TestSelectKey(t *testing.T) {
 				t.Fatalf("selected %d keys, want error %q", len(sel), tc.want)
 			}
 			for _, e := range sel {
-				if fpr(e) != tc.want {
-					t.Fatalf("selected %s, want %s", fpr(e), tc.want)
+				if pgpFingerprint(e) != tc.want {
+					t.Fatalf("selected %s, want %s", pgpFingerprint(e), tc.want)
 				}
 			}
 		})
@@ -378,7 +378,7 @@ func fastKeyRetries(t *testing.T) {
 func TestFetchKey(t *testing.T) {
 	fastKeyRetries(t)
 	want, other := pgpNewKey(t, "wanted", nil), pgpNewKey(t, "other", nil)
-	fw := fpr(want)
+	fw := pgpFingerprint(want)
 	ctx := context.Background()
 
 	for _, tc := range []struct {
@@ -393,7 +393,7 @@ func TestFetchKey(t *testing.T) {
 		{"ok binary, id spaced lower case", pgpPublicBinary(t, want), 0, "0x" + strings.ToLower(fw[:20]) + " " + strings.ToLower(fw[20:]), "", 1},
 		{"5xx then success", pgpPublicArmored(t, want), 2, fw, "", 3},
 		{"5xx throughout", pgpPublicArmored(t, want), 9, fw, "answered 503 Service Unavailable (3 attempts)", 3},
-		{"different key", pgpPublicArmored(t, other), 0, fw, "answered with key " + fpr(other) + ", not the requested " + fw + ": refused", 1},
+		{"different key", pgpPublicArmored(t, other), 0, fw, "answered with key " + pgpFingerprint(other) + ", not the requested " + fw + ": refused", 1},
 		{"several keys", pgpPublicArmored(t, want, other), 0, fw, "answered with 2 keys for " + fw, 1},
 		{"garbage", []byte("<html>rate limited</html>"), 0, fw, "answered with something that is not a key", 1},
 		{"html around armor", append(append([]byte("<pre>\n"), pgpPublicArmored(t, want)...), "</pre>"...), 0, fw, "", 1},
@@ -414,7 +414,7 @@ func TestFetchKey(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if len(kr) != 1 || fpr(kr[0]) != fw {
+				if len(kr) != 1 || pgpFingerprint(kr[0]) != fw {
 					t.Fatalf("got %d keys", len(kr))
 				}
 			} else if err == nil || !strings.Contains(err.Error(), tc.err) {
@@ -430,11 +430,11 @@ func TestFetchKey(t *testing.T) {
 func TestFetchKeyHKP(t *testing.T) {
 	// hkp:// is plain HTTP; a nil client gets the default one.
 	want := pgpNewKey(t, "wanted", nil)
-	hs := &hkpServer{keys: map[string][]byte{"0x" + fpr(want): pgpPublicArmored(t, want)}, t: t}
+	hs := &hkpServer{keys: map[string][]byte{"0x" + pgpFingerprint(want): pgpPublicArmored(t, want)}, t: t}
 	srv := httptest.NewServer(hs)
 	defer srv.Close()
-	kr, err := FetchKey(context.Background(), "hkp://"+srv.Listener.Addr().String(), fpr(want), nil)
-	if err != nil || len(kr) != 1 || fpr(kr[0]) != fpr(want) {
+	kr, err := FetchKey(context.Background(), "hkp://"+srv.Listener.Addr().String(), pgpFingerprint(want), nil)
+	if err != nil || len(kr) != 1 || pgpFingerprint(kr[0]) != pgpFingerprint(want) {
 		t.Fatalf("got %d keys, %v", len(kr), err)
 	}
 	// And the fetched key verifies what it signed.
@@ -487,11 +487,11 @@ func TestFetchKeyLimits(t *testing.T) {
 		err  string
 	}{
 		{"huge answer", func(w http.ResponseWriter, r *http.Request) {
-			io.CopyN(w, zeroReader{}, maxKeyringSize+1)
+			io.CopyN(w, keyserverZeros{}, maxKeyringSize+1)
 		}, "answer larger than 16 MiB"},
 		{"secret key", func(w http.ResponseWriter, r *http.Request) {
 			w.Write(secret.Bytes())
-		}, "answered with a secret key for " + fpr(want) + ": refused"},
+		}, "answered with a secret key for " + pgpFingerprint(want) + ": refused"},
 		{"teapot", func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusTeapot)
 		}, "answered 418 I'm a teapot"},
@@ -499,20 +499,20 @@ func TestFetchKeyLimits(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewTLSServer(tc.h)
 			defer srv.Close()
-			_, err := FetchKey(context.Background(), srv.URL, fpr(want), srv.Client())
+			_, err := FetchKey(context.Background(), srv.URL, pgpFingerprint(want), srv.Client())
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Fatalf("got %v, want %q", err, tc.err)
 			}
 		})
 	}
-	if _, err := FetchKey(context.Background(), "gopher://x", fpr(want), nil); err == nil || !strings.Contains(err.Error(), "scheme gopher") {
+	if _, err := FetchKey(context.Background(), "gopher://x", pgpFingerprint(want), nil); err == nil || !strings.Contains(err.Error(), "scheme gopher") {
 		t.Fatalf("bad keyserver: %v", err)
 	}
 }
 
-type zeroReader struct{}
+type keyserverZeros struct{}
 
-func (zeroReader) Read(p []byte) (int, error) {
+func (keyserverZeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
 }

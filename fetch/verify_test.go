@@ -248,7 +248,7 @@ func TestVerifyKeyValidity(t *testing.T) {
 
 	t.Run("expired key", func(t *testing.T) {
 		wantSigErr(t, VerifyDetached(pgpKeyring(t, expiring), "meta.tar.xz", data, expiredSig), "meta.tar.xz",
-			"key "+fpr(expiring)+" expired on "+past.Add(365*24*time.Hour).UTC().Format(time.DateOnly))
+			"key "+pgpFingerprint(expiring)+" expired on "+past.Add(365*24*time.Hour).UTC().Format(time.DateOnly))
 	})
 	t.Run("expired key, clock in the past", func(t *testing.T) {
 		// Judged at the signature's time, the key was valid: a clock that
@@ -269,7 +269,7 @@ func TestVerifyKeyValidity(t *testing.T) {
 		}
 	})
 	t.Run("revoked key", func(t *testing.T) {
-		wantSigErr(t, VerifyDetached(pgpKeyring(t, revoked), "meta.tar.xz", data, revokedSig), "meta.tar.xz", "key "+fpr(revoked)+" is revoked")
+		wantSigErr(t, VerifyDetached(pgpKeyring(t, revoked), "meta.tar.xz", data, revokedSig), "meta.tar.xz", "key "+pgpFingerprint(revoked)+" is revoked")
 	})
 	t.Run("expired signature", func(t *testing.T) {
 		wantSigErr(t, VerifyDetached(pgpKeyring(t, shortSig), "meta.tar.xz", data, shortSigSig), "meta.tar.xz", "the signature expired on")
@@ -285,7 +285,7 @@ func TestVerifyKeyValidity(t *testing.T) {
 		if err := VerifyDetached(pgpKeyring(t, withSub), "meta.tar.xz", data, subSig); err != nil {
 			t.Fatal(err)
 		}
-		kr, err := SelectKey(pgpKeyring(t, withSub, revoked), fpr(withSub))
+		kr, err := SelectKey(pgpKeyring(t, withSub, revoked), pgpFingerprint(withSub))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -301,7 +301,7 @@ func TestVerifyKeyValidity(t *testing.T) {
 		sig := pgpSign(t, e, data, at(past.Add(time.Hour)))
 		sub := e.Subkeys[len(e.Subkeys)-1].PublicKey
 		wantSigErr(t, VerifyDetached(pgpKeyring(t, e), "meta.tar.xz", data, sig), "meta.tar.xz",
-			"signing subkey "+sub.KeyIdString()+" of key "+fpr(e)+" expired on "+past.Add(24*time.Hour).UTC().Format(time.DateOnly))
+			"signing subkey "+sub.KeyIdString()+" of key "+pgpFingerprint(e)+" expired on "+past.Add(24*time.Hour).UTC().Format(time.DateOnly))
 	})
 	t.Run("revoked subkey", func(t *testing.T) {
 		wantSigErr(t, VerifyDetached(pgpKeyring(t, revokedSub), "meta.tar.xz", data, revokedSubSig), "meta.tar.xz", "is revoked")
@@ -346,19 +346,19 @@ func TestVerifyKeyIDCollision(t *testing.T) {
 		if err := c.Finish(); err != nil {
 			t.Fatal(err)
 		}
-		if c.SHA256() != hexSHA256(data) {
+		if c.SHA256() != sumHex(data) {
 			t.Fatal("SHA256 changed by verification")
 		}
 	}
 }
 
-func hexSHA256(b []byte) string {
+func sumHex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
 
-// writeChunks writes data to w in uneven pieces, as a download arrives.
-func writeChunks(w io.Writer, data []byte) {
+// writeUneven writes data to w in uneven pieces, as a download arrives.
+func writeUneven(w io.Writer, data []byte) {
 	for n := 1; len(data) > 0; n = n*3 + 1 {
 		n = min(n, len(data))
 		w.Write(data[:n])
@@ -370,10 +370,10 @@ func TestCheck(t *testing.T) {
 	signer, stranger := pgpNewKey(t, "signer", nil), pgpNewKey(t, "stranger", nil)
 	kr := pgpKeyring(t, signer)
 	data := bytes.Repeat([]byte("rootfs.tar.xz contents "), 10000)
-	sum := hexSHA256(data)
+	sum := sumHex(data)
 	tampered := bytes.Clone(data)
 	tampered[len(tampered)/2] ^= 0x20
-	badSum := hexSHA256(tampered)
+	badSum := sumHex(tampered)
 	sig512 := pgpSign(t, signer, data, &packet.Config{DefaultHash: crypto.SHA512})
 	sig256 := pgpSign(t, signer, data, &packet.Config{DefaultHash: crypto.SHA256})
 	var textSig bytes.Buffer
@@ -403,15 +403,15 @@ func TestCheck(t *testing.T) {
 		{"both, signature of other data", pgpSign(t, signer, tampered, nil), sum, data, "Invalid signature for rootfs.tar.xz"},
 		{"both, signature by another key", pgpSign(t, stranger, data, nil), sum, data, "Invalid signature for rootfs.tar.xz"},
 		{"both wrong", sig512, sum, tampered, "Invalid signature for rootfs.tar.xz"},
-		{"empty file", nil, hexSHA256(nil), nil, ""},
+		{"empty file", nil, sumHex(nil), nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := NewCheck("rootfs.tar.xz", kr, tc.sig, tc.want)
 			if err == nil {
-				writeChunks(c, tc.data)
+				writeUneven(c, tc.data)
 				err = c.Finish()
-				if c.Size() != int64(len(tc.data)) || c.SHA256() != hexSHA256(tc.data) {
-					t.Errorf("Size %d, SHA256 %s; want %d, %s", c.Size(), c.SHA256(), len(tc.data), hexSHA256(tc.data))
+				if c.Size() != int64(len(tc.data)) || c.SHA256() != sumHex(tc.data) {
+					t.Errorf("Size %d, SHA256 %s; want %d, %s", c.Size(), c.SHA256(), len(tc.data), sumHex(tc.data))
 				}
 				if again := c.Finish(); again != err {
 					t.Errorf("second Finish: %v, first %v", again, err)
@@ -450,7 +450,7 @@ func TestNewCheckErrors(t *testing.T) {
 	}
 	// A signature that cannot succeed is refused before any byte is
 	// downloaded.
-	_, err := NewCheck("rootfs.tar.xz", kr, pgpSign(t, stranger, []byte("x"), nil), hexSHA256(nil))
+	_, err := NewCheck("rootfs.tar.xz", kr, pgpSign(t, stranger, []byte("x"), nil), sumHex(nil))
 	wantSigErr(t, err, "rootfs.tar.xz", "not in the keyring")
 	_, err = NewCheck("rootfs.tar.xz", kr, []byte{}, "")
 	wantSigErr(t, err, "rootfs.tar.xz", "the signature is empty")
@@ -487,7 +487,7 @@ func TestCheckResume(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			c, err := NewCheck("rootfs.tar.xz", kr, sig, hexSHA256(data))
+			c, err := NewCheck("rootfs.tar.xz", kr, sig, sumHex(data))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -495,8 +495,8 @@ func TestCheckResume(t *testing.T) {
 				t.Fatal(err)
 			}
 			var out bytes.Buffer
-			writeChunks(io.MultiWriter(&out, c), tc.rest)
-			if tc.ok && c.SHA256() != hexSHA256(data) {
+			writeUneven(io.MultiWriter(&out, c), tc.rest)
+			if tc.ok && c.SHA256() != sumHex(data) {
 				t.Errorf("SHA256 before Finish: %s", c.SHA256())
 			}
 			err = c.Finish()
@@ -510,13 +510,13 @@ func TestCheckResume(t *testing.T) {
 	}
 
 	t.Run("restarted after a failed resume", func(t *testing.T) {
-		c, err := NewCheck("rootfs.tar.xz", kr, sig, hexSHA256(data))
+		c, err := NewCheck("rootfs.tar.xz", kr, sig, sumHex(data))
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.Write([]byte("bytes of the old copy"))
 		c.Reset()
-		writeChunks(c, data)
+		writeUneven(c, data)
 		if err := c.Finish(); err != nil {
 			t.Fatal(err)
 		}
@@ -529,7 +529,7 @@ func TestCheckResume(t *testing.T) {
 }
 
 func TestParseSHA256SUMS(t *testing.T) {
-	h1, h2, h3 := hexSHA256([]byte("1")), hexSHA256([]byte("2")), hexSHA256([]byte("3"))
+	h1, h2, h3 := sumHex([]byte("1")), sumHex([]byte("2")), sumHex([]byte("3"))
 	in := h1 + "  meta.tar.xz\n" +
 		strings.ToUpper(h2) + " *./rootfs.tar.xz\n" +
 		`\` + h3 + `  dir/odd\\name` + "\n" +
@@ -553,7 +553,7 @@ func TestParseSHA256SUMS(t *testing.T) {
 		{"tab", h1 + "\tmeta.tar.xz\n", "SHA256SUMS line 1: malformed line"},
 		{"short hash", h1[:63] + "  meta.tar.xz\n", "SHA256SUMS line 1: malformed line"},
 		{"not hex", "z" + h1[1:] + "  meta.tar.xz\n", "SHA256SUMS line 1: malformed SHA256, want 64 hex digits"},
-		{"SHA512 line", hexSHA256(nil) + hexSHA256(nil) + "  meta.tar.xz\n", "SHA256SUMS line 1: malformed line"},
+		{"SHA512 line", sumHex(nil) + sumHex(nil) + "  meta.tar.xz\n", "SHA256SUMS line 1: malformed line"},
 		{"no name", h1 + "  \n", "SHA256SUMS line 1: no file name"},
 		{"only ./", h1 + "  ./\n", "SHA256SUMS line 1: no file name"},
 		{"blank line", h1 + "  a\n\n" + h2 + "  b\n", "SHA256SUMS line 2: malformed line"},
@@ -585,8 +585,8 @@ func TestParseSHA256SUMS(t *testing.T) {
 }
 
 func TestLookupSHA256(t *testing.T) {
-	sums := map[string]string{"rootfs.tar.xz": hexSHA256(nil)}
-	if got, err := LookupSHA256(sums, "rootfs.tar.xz"); err != nil || got != hexSHA256(nil) {
+	sums := map[string]string{"rootfs.tar.xz": sumHex(nil)}
+	if got, err := LookupSHA256(sums, "rootfs.tar.xz"); err != nil || got != sumHex(nil) {
 		t.Fatalf("got %q, %v", got, err)
 	}
 	_, err := LookupSHA256(sums, "meta.tar.xz")
@@ -603,13 +603,13 @@ func TestSHA256SUMSFlow(t *testing.T) {
 	signer := pgpNewKey(t, "signer", nil)
 	kr := pgpKeyring(t, signer)
 	rootfs, meta := []byte("the rootfs"), []byte("the meta")
-	sumsFile := []byte(hexSHA256(rootfs) + "  rootfs.tar.xz\n" + hexSHA256([]byte("another meta")) + "  meta.tar.xz\n")
+	sumsFile := []byte(sumHex(rootfs) + "  rootfs.tar.xz\n" + sumHex([]byte("another meta")) + "  meta.tar.xz\n")
 	sumsSig := pgpSign(t, signer, sumsFile, nil)
 
 	if err := VerifyDetached(kr, "SHA256SUMS", sumsFile, sumsSig); err != nil {
 		t.Fatal(err)
 	}
-	forged := bytes.Replace(sumsFile, []byte(hexSHA256([]byte("another meta"))), []byte(hexSHA256(meta)), 1)
+	forged := bytes.Replace(sumsFile, []byte(sumHex([]byte("another meta"))), []byte(sumHex(meta)), 1)
 	wantSigErr(t, VerifyDetached(kr, "SHA256SUMS", forged, sumsSig), "SHA256SUMS", "does not match")
 
 	sums, err := ParseSHA256SUMS(sumsFile)
@@ -625,14 +625,14 @@ func TestSHA256SUMSFlow(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		writeChunks(c, data)
+		writeUneven(c, data)
 		return c.Finish()
 	}
 	if err := check("rootfs.tar.xz", rootfs); err != nil {
 		t.Fatal(err)
 	}
 	// SHA256SUMS disagrees with the file.
-	want := "SHA256 mismatch for meta.tar.xz: expected " + hexSHA256([]byte("another meta")) + ", got " + hexSHA256(meta)
+	want := "SHA256 mismatch for meta.tar.xz: expected " + sumHex([]byte("another meta")) + ", got " + sumHex(meta)
 	if err := check("meta.tar.xz", meta); err == nil || err.Error() != want {
 		t.Fatalf("got %v, want %q", err, want)
 	}
@@ -642,7 +642,7 @@ func TestSHA256SUMSFlow(t *testing.T) {
 }
 
 func FuzzParseSHA256SUMS(f *testing.F) {
-	h := hexSHA256([]byte("seed"))
+	h := sumHex([]byte("seed"))
 	for _, seed := range []string{
 		h + "  rootfs.tar.xz\n" + h + "  meta.tar.xz\n",
 		h + " *./rootfs.tar.xz\n",
@@ -759,7 +759,7 @@ func BenchmarkCheck(b *testing.B) {
 		b.Run(h.String(), func(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			for b.Loop() {
-				c, err := NewCheck("rootfs.tar.xz", kr, sig, hexSHA256(data))
+				c, err := NewCheck("rootfs.tar.xz", kr, sig, sumHex(data))
 				if err != nil {
 					b.Fatal(err)
 				}
