@@ -1,0 +1,468 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+// The image every case creates: the server publishes the input under it.
+var imageArgs = []string{"-d", "debian", "-r", "bookworm", "-a", "amd64"}
+
+// side is one thing that is timed: a child process, made afresh for each
+// run in an empty directory.
+type side struct {
+	label string
+	// cmd makes the command of one run; dir is fresh and empty.
+	cmd func(dir string) *exec.Cmd
+	// want is text the run must print: proof it took the path the label
+	// names (a warm run that went to the network would prove nothing).
+	want string
+	// limited runs over the rate-limited link.
+	limited bool
+}
+
+// row is one line of the table.
+type row struct {
+	name      string
+	ours, ref *side
+}
+
+// sample is one timed run.
+type sample struct {
+	wall    time.Duration
+	rss     int64 // bytes
+	entries int   // entries in the unpacked rootfs (first run only)
+}
+
+// bench holds what all runs share: the input, the server, the primed
+// caches, and the samples so far.
+type bench struct {
+	c            config
+	input        string
+	work         string // scratch trees, removed at the end
+	srv          *server
+	haveTemplate bool
+	haveWget     bool
+	oursCache    string // warm caches, filled once by each side's own cold run
+	theirsCache  string
+	wgetrc       string
+	self         string // this program, for the in-process unpack
+	samples      map[*side][]sample
+}
+
+func newBench(ctx context.Context, c config, input string, log io.Writer) (*bench, error) {
+	b := &bench{c: c, input: input, samples: map[*side][]sample{}}
+	b.haveTemplate = isShellScript(c.template)
+	_, err := exec.LookPath("wget")
+	b.haveWget = err == nil
+	var errSelf error
+	b.self, errSelf = os.Executable()
+	if errSelf != nil {
+		return nil, errSelf
+	}
+	if b.c.binary, err = filepath.Abs(c.binary); err != nil {
+		return nil, err
+	}
+	b.work = filepath.Join(c.cacheDir, "work")
+	if err := os.RemoveAll(b.work); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(b.work, 0o755); err != nil {
+		return nil, err
+	}
+	if b.work, err = filepath.Abs(b.work); err != nil {
+		return nil, err
+	}
+	if b.srv, err = startServer(input, c.rate); err != nil {
+		return nil, err
+	}
+	b.wgetrc = filepath.Join(b.work, "wgetrc")
+	if err := os.WriteFile(b.wgetrc, []byte("ca_certificate = "+b.srv.caFile+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	if err := b.prime(log); err != nil {
+		b.close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *bench) close() {
+	b.srv.close()
+	if !b.c.keep {
+		os.RemoveAll(b.work)
+	}
+}
+
+func isShellScript(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	head := make([]byte, 9)
+	n, _ := io.ReadFull(f, head)
+	return string(head[:n]) == "#!/bin/sh"
+}
+
+// prime fills the warm caches, each by its own side's create from an empty
+// cache over the unlimited link, so both hold the same image as their own
+// tool lays it out; and reads the input once so that no side pays for
+// bringing it into the page cache.
+func (b *bench) prime(log io.Writer) error {
+	if f, err := os.Open(b.input); err == nil {
+		io.Copy(io.Discard, f)
+		f.Close()
+	}
+	if !b.c.cases["warm"] && !b.c.cases["unpack"] {
+		return nil
+	}
+	fmt.Fprintln(log, "bench: filling the warm caches")
+	b.oursCache = filepath.Join(b.work, "cache-ours")
+	if err := b.runOnce(b.oursCreate(b.oursCache, false, 0, false), filepath.Join(b.work, "prime-ours")); err != nil {
+		return fmt.Errorf("fill our cache: %w", err)
+	}
+	if b.haveTemplate {
+		b.theirsCache = filepath.Join(b.work, "cache-theirs")
+		if err := b.runOnce(b.templateCreate(b.theirsCache, false, false), filepath.Join(b.work, "prime-theirs")); err != nil {
+			return fmt.Errorf("fill the shell template's cache: %w", err)
+		}
+	}
+	return nil
+}
+
+// runOnce runs s once, untimed, and removes its tree.
+func (b *bench) runOnce(s *side, dir string) error {
+	_, err := b.runSide(s, dir, false)
+	os.RemoveAll(dir)
+	return err
+}
+
+// rows are the table's lines for the cases and worker counts asked for.
+// Sides shared by several rows (the tar reference, our warm create) are
+// measured once per round.
+func (b *bench) rows() []row {
+	tar := b.tarSide()
+	var rows []row
+	if b.c.cases["unpack"] {
+		for _, w := range b.c.workers {
+			rows = append(rows, row{"unpack", b.oursCreate(b.oursCache, true, w, false), tar})
+		}
+		for _, w := range b.c.workers {
+			rows = append(rows, row{"unpack", b.inProcess(w), tar})
+		}
+	}
+	if b.c.cases["warm"] {
+		ref := tar
+		if b.haveTemplate {
+			ref = b.templateCreate(b.theirsCache, true, false)
+		}
+		for _, w := range b.c.workers {
+			rows = append(rows, row{"warm create", b.oursCreate(b.oursCache, true, w, false), ref})
+		}
+	}
+	if b.c.cases["cold"] {
+		var ref *side
+		switch {
+		case b.haveTemplate:
+			ref = b.templateCreate("", false, true)
+		case b.haveWget:
+			ref = b.wgetTar()
+		}
+		if ref != nil {
+			name := fmt.Sprintf("cold create %g MB/s", float64(b.c.rate)/1e6)
+			for _, w := range b.c.workers {
+				rows = append(rows, row{name, b.oursCreate("", false, w, true), ref})
+			}
+		}
+	}
+	// Rows made from the same description share one side.
+	byLabel := map[string]*side{}
+	for i := range rows {
+		for _, s := range []**side{&rows[i].ours, &rows[i].ref} {
+			key := (*s).label + fmt.Sprint((*s).limited)
+			if prev, ok := byLabel[key]; ok {
+				*s = prev
+			} else {
+				byLabel[key] = *s
+			}
+		}
+	}
+	return rows
+}
+
+// measure runs every side of rows c.runs times, interleaved (one run of
+// each per round, the order reversed every other round) so that a slow
+// spell of the shared machine falls on all of them alike.
+func (b *bench) measure(rows []row, log io.Writer) error {
+	var sides []*side
+	for _, r := range rows {
+		for _, s := range []*side{r.ours, r.ref} {
+			if !slices.Contains(sides, s) {
+				sides = append(sides, s)
+			}
+		}
+	}
+	for round := range b.c.runs {
+		order := slices.Clone(sides)
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for i, s := range order {
+			dir := filepath.Join(b.work, fmt.Sprintf("run-%d-%d", round, i))
+			fmt.Fprintf(log, "bench: run %d/%d: %s\n", round+1, b.c.runs, s.label)
+			smp, err := b.runSide(s, dir, round == 0)
+			if err != nil {
+				return err
+			}
+			b.samples[s] = append(b.samples[s], smp)
+			if !b.c.keep || round < b.c.runs-1 {
+				os.RemoveAll(dir)
+			}
+		}
+	}
+	return nil
+}
+
+// runSide runs s in a fresh dir and times it. The previous runs' writes are
+// flushed first so their writeback is not charged to this one.
+func (b *bench) runSide(s *side, dir string, count bool) (sample, error) {
+	if err := os.RemoveAll(dir); err != nil {
+		return sample{}, err
+	}
+	if err := newContainer(dir); err != nil {
+		return sample{}, err
+	}
+	cmd := s.cmd(dir)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if s.limited {
+		b.srv.limit(true)
+		defer b.srv.limit(false)
+	}
+	syscall.Sync()
+	wall, rss, err := launched(b.self, cmd)
+	if err != nil {
+		return sample{}, fmt.Errorf("%s: %w\n%s", s.label, err, lastLines(out.String(), 20))
+	}
+	if s.want != "" && !strings.Contains(out.String(), s.want) {
+		return sample{}, fmt.Errorf("%s: output lacks %q:\n%s", s.label, s.want, lastLines(out.String(), 20))
+	}
+	smp := sample{wall: wall, rss: rss}
+	if count {
+		smp.entries = countEntries(filepath.Join(dir, "rootfs"))
+	}
+	return smp, nil
+}
+
+// newContainer lays out dir as lxc-create does before it runs a template:
+// a config naming the rootfs, an empty partial file and an empty rootfs.
+func newContainer(dir string) error {
+	rootfs := filepath.Join(dir, "rootfs")
+	if err := os.MkdirAll(rootfs, 0o755); err != nil {
+		return err
+	}
+	config := "lxc.net.0.type = empty\nlxc.rootfs.path = dir:" + rootfs + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "config"), []byte(config), 0o640); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "partial"), nil, 0o600)
+}
+
+// environ is this process's environment without what would steer a side
+// (caches, certificates, workers), plus extra.
+func environ(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "LXC_") || strings.HasPrefix(k, "SSL_CERT_") ||
+			strings.HasPrefix(k, "DOWNLOAD_") || k == "GOMAXPROCS" || k == "WGETRC" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, extra...)
+}
+
+// workerEnv pins our side to w workers: GOMAXPROCS bounds the Go
+// scheduler, LXC_DOWNLOAD_WORKERS the decoder's workers.
+func workerEnv(w int) []string {
+	if w == 0 {
+		return nil
+	}
+	return []string{"GOMAXPROCS=" + strconv.Itoa(w), "LXC_DOWNLOAD_WORKERS=" + strconv.Itoa(w)}
+}
+
+func workerLabel(w int) string {
+	if w == 0 {
+		return "workers=default"
+	}
+	return "workers=" + strconv.Itoa(w)
+}
+
+// oursCreate is the binary creating a container from the cache in
+// cacheDir, or in a fresh one of the run's own when cacheDir is "". warm
+// says whether the cache is expected to hold the image already.
+func (b *bench) oursCreate(cacheDir string, warm bool, w int, limited bool) *side {
+	label := "lxc-download, warm cache, " + workerLabel(w)
+	want := "Using image from local cache"
+	if !warm {
+		label, want = "lxc-download, empty cache, "+workerLabel(w), "Downloading the rootfs"
+	}
+	return &side{label: label, want: want, limited: limited, cmd: func(dir string) *exec.Cmd {
+		c := cacheDir
+		if c == "" {
+			c = filepath.Join(dir, "cache")
+		}
+		args := append([]string{"--path=" + dir, "--name=ct", "--rootfs=" + filepath.Join(dir, "rootfs")}, imageArgs...)
+		args = append(args, "--server", b.srv.host, "--keyring", b.srv.keyFile)
+		cmd := exec.Command(b.c.binary, args...)
+		cmd.Env = environ(append(workerEnv(w), "SSL_CERT_FILE="+b.srv.caFile, "LXC_CACHE_PATH="+c)...)
+		return cmd
+	}}
+}
+
+// templateCreate is LXC's shell template doing the same.
+func (b *bench) templateCreate(cacheDir string, warm, limited bool) *side {
+	label, want := "shell template, warm cache", "Using image from local cache"
+	if !warm {
+		label, want = "shell template, empty cache", "Downloading the rootfs"
+	}
+	return &side{label: label, want: want, limited: limited, cmd: func(dir string) *exec.Cmd {
+		c := cacheDir
+		if c == "" {
+			c = filepath.Join(dir, "cache")
+		}
+		args := append([]string{b.c.template, "--path=" + dir, "--name=ct", "--rootfs=" + filepath.Join(dir, "rootfs")}, imageArgs...)
+		args = append(args, "--server", b.srv.host)
+		cmd := exec.Command("sh", args...)
+		cmd.Env = environ("WGETRC="+b.wgetrc, "LXC_CACHE_PATH="+c)
+		return cmd
+	}}
+}
+
+// tarSide is GNU tar unpacking the cached rootfs.tar.xz, with xz as its
+// decompressor, as the shell template does.
+func (b *bench) tarSide() *side {
+	return &side{label: "tar -xpJf", cmd: func(dir string) *exec.Cmd {
+		cmd := exec.Command("tar", "--numeric-owner", "--xattrs-include=*", "-xpJf", b.input, "-C", filepath.Join(dir, "rootfs"))
+		cmd.Env = environ()
+		return cmd
+	}}
+}
+
+// wgetTar stands in for the shell template where it is not installed: its
+// steps one after the other (both downloads, then tar).
+func (b *bench) wgetTar() *side {
+	script := `set -e
+wget -q -O "$1/meta.tar.xz" "https://$2/$3meta.tar.xz"
+wget -q -O "$1/rootfs.tar.xz" "https://$2/$3rootfs.tar.xz"
+tar --numeric-owner --xattrs-include='*' -xpJf "$1/rootfs.tar.xz" -C "$1/rootfs"
+echo done`
+	return &side{label: "wget, wget, tar -xpJf", want: "done", limited: true, cmd: func(dir string) *exec.Cmd {
+		cmd := exec.Command("sh", "-c", script, "sh", dir, b.srv.host, b.srv.imagePath)
+		cmd.Env = environ("WGETRC=" + b.wgetrc)
+		return cmd
+	}}
+}
+
+// inProcess is cache.Unpack called by a child of this program, so its RSS
+// is measured on its own.
+func (b *bench) inProcess(w int) *side {
+	return &side{label: "cache.Unpack in-process, " + workerLabel(w), cmd: func(dir string) *exec.Cmd {
+		cmd := exec.Command(b.self, childUnpack, strconv.Itoa(w), b.input, filepath.Join(dir, "rootfs"))
+		cmd.Env = environ()
+		return cmd
+	}}
+}
+
+// countEntries counts what is under root, root excluded.
+func countEntries(root string) int {
+	n := 0
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && p != root {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// stats are the medians of a side's samples.
+func stats(ss []sample) (secs, rssMiB float64) {
+	var t, r []float64
+	for _, s := range ss {
+		t = append(t, s.wall.Seconds())
+		r = append(r, float64(s.rss)/(1<<20))
+	}
+	return median(t), median(r)
+}
+
+// printTable writes one line per row, then a check that every side
+// unpacked the same number of entries.
+func printTable(out io.Writer, rows []row, samples map[*side][]sample) {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "case\tours\treference\tours s\tref s\tratio\tper-run ratios\tours RSS\tref RSS")
+	for _, r := range rows {
+		ot, orss := stats(samples[r.ours])
+		rt, rrss := stats(samples[r.ref])
+		var per []string
+		for i := range min(len(samples[r.ours]), len(samples[r.ref])) {
+			per = append(per, fmt.Sprintf("%.2f", samples[r.ours][i].wall.Seconds()/samples[r.ref][i].wall.Seconds()))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.2f\t%.2fx\t%s\t%.0f MiB\t%.0f MiB\n",
+			r.name, r.ours.label, r.ref.label, ot, rt, ot/rt, strings.Join(per, " "), orss, rrss)
+	}
+	tw.Flush()
+	counts := map[int][]string{}
+	var seen []*side
+	for _, r := range rows {
+		for _, s := range []*side{r.ours, r.ref} {
+			if !slices.Contains(seen, s) && len(samples[s]) > 0 {
+				seen = append(seen, s)
+				counts[samples[s][0].entries] = append(counts[samples[s][0].entries], s.label)
+			}
+		}
+	}
+	if len(counts) > 1 {
+		fmt.Fprintln(out, "WARNING: the sides unpacked different numbers of entries:")
+		for n, labels := range counts {
+			fmt.Fprintf(out, "  %d: %s\n", n, strings.Join(labels, "; "))
+		}
+	} else {
+		for n := range counts {
+			fmt.Fprintf(out, "every side unpacked the same %d entries\n", n)
+		}
+	}
+}

@@ -1,0 +1,151 @@
+// Command bench compares lxc-download with the tools of LXC's shell
+// template on one realistic image, and prints the ratios (issue 5):
+//
+//   - unpack: creating a container from a warm cache (the binary), and the
+//     in-process cache.Unpack, against `tar --numeric-owner
+//     --xattrs-include='*' -xpJf` of the same cached rootfs.tar.xz;
+//   - warm: creating a container from a warm cache, against the shell
+//     template doing the same;
+//   - cold: creating a container from an empty cache over a link limited to
+//     20 MB/s, against the shell template doing the same.
+//
+// Every run is a child process in a fresh directory; its wall time and peak
+// RSS (the child's rusage, which covers its own children) are recorded, and
+// the table gives the median of the runs of each. The ratio is ours over the
+// reference: below 1 means lxc-download is faster. Run it as root so owners
+// and device nodes are restored by both sides.
+//
+// Usage (from the repository root, after `make build`):
+//
+//	go run ./cmd/bench [-runs 3] [-cases unpack,warm,cold] [-workers 0,1,2] [-input rootfs.tar.xz]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+)
+
+const defaultTemplate = "/usr/share/lxc/templates/lxc-download"
+
+// config is what the flags ask for.
+type config struct {
+	runs     int
+	cases    map[string]bool
+	workers  []int // 0: the binary's default
+	input    string
+	cacheDir string
+	binary   string
+	template string
+	rate     int64 // bytes per second of the cold case's link
+	keep     bool
+	prepare  bool // only build and describe the input
+}
+
+func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case childUnpack:
+			os.Exit(unpackChild(os.Args[2:]))
+		case childRun:
+			os.Exit(launchChild(os.Args[2:]))
+		}
+	}
+	var c config
+	var cases, workers string
+	flag.IntVar(&c.runs, "runs", 3, "runs of each measurement (the median is reported)")
+	flag.StringVar(&cases, "cases", "unpack,warm,cold", "cases to run: unpack, warm, cold")
+	flag.StringVar(&workers, "workers", "0,1,2",
+		"worker counts for our side (GOMAXPROCS and LXC_DOWNLOAD_WORKERS for the binary, UnpackOptions.Workers in-process); 0 is the default")
+	flag.StringVar(&c.input, "input", "", "rootfs.tar.xz to use (default: build one from a debootstrap of bookworm and keep it in -cache)")
+	flag.StringVar(&c.cacheDir, "cache", "cmd/bench/.cache", "directory for the built input and the runs' scratch trees (not tmpfs)")
+	flag.StringVar(&c.binary, "binary", "./lxc-download", "the lxc-download binary (make build)")
+	flag.StringVar(&c.template, "template", defaultTemplate, "LXC's shell template; where missing, tar -xpJf is the reference")
+	flag.Int64Var(&c.rate, "rate", 20_000_000, "bytes per second of the rate-limited link of the cold case")
+	flag.BoolVar(&c.keep, "keep", false, "keep the scratch trees of the last run of each")
+	flag.BoolVar(&c.prepare, "prepare", false, "only build (or find) the input, describe it and exit")
+	flag.Parse()
+
+	var err error
+	if c.cases, err = parseCases(cases); err == nil {
+		c.workers, err = parseWorkers(workers)
+	}
+	if err == nil {
+		err = run(context.Background(), c, os.Stdout, os.Stderr)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func parseCases(s string) (map[string]bool, error) {
+	m := map[string]bool{}
+	for _, c := range strings.Split(s, ",") {
+		switch c = strings.TrimSpace(c); c {
+		case "unpack", "warm", "cold":
+			m[c] = true
+		default:
+			return nil, fmt.Errorf("unknown case %q (want unpack, warm, cold)", c)
+		}
+	}
+	return m, nil
+}
+
+func parseWorkers(s string) ([]int, error) {
+	var ws []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("bad worker count %q", f)
+		}
+		ws = append(ws, n)
+	}
+	return ws, nil
+}
+
+// run prepares the input and the servers, measures and prints the table.
+func run(ctx context.Context, c config, out, log io.Writer) error {
+	if os.Geteuid() != 0 && !c.prepare {
+		return errors.New("run as root: both sides must restore owners and device nodes")
+	}
+	input, origin, err := prepareInput(c.input, c.cacheDir, log)
+	if err != nil {
+		return err
+	}
+	desc, err := describeInput(input)
+	if err != nil {
+		return err
+	}
+	if c.prepare {
+		fmt.Fprintf(out, "input: %s\n       %s\n", input, desc)
+		return nil
+	}
+	if _, err := os.Stat(c.binary); err != nil {
+		return fmt.Errorf("binary: %w (run make build first)", err)
+	}
+	b, err := newBench(ctx, c, input, log)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+
+	fmt.Fprintf(out, "input: %s\n       %s\n", origin, desc)
+	fmt.Fprintf(out, "host: %d CPUs (GOMAXPROCS %d); %d runs each, medians; ratio = ours / reference (< 1: ours faster)\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), c.runs)
+	if !b.haveTemplate {
+		fmt.Fprintf(out, "note: no shell template at %s: the reference of warm and cold is tar (and wget) doing its steps\n", c.template)
+	}
+	rows := b.rows()
+	if err := b.measure(rows, log); err != nil {
+		return err
+	}
+	printTable(out, rows, b.samples)
+	return nil
+}
