@@ -1,5 +1,3 @@
-//go:build lxcdownload_store
-
 // Package cache is the on-disk image store of lxc-download and the rootfs
 // extractor that reads from it.
 //

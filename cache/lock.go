@@ -1,5 +1,3 @@
-//go:build lxcdownload_store
-
 package cache
 
 import (

@@ -1,9 +1,6 @@
-//go:build lxcdownload_store
-
 package cache
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -153,26 +150,29 @@ func (s *Stage) Commit(build string, mode compat.Mode) (*Entry, error) {
 }
 
 // readMeta reads the staged meta tarball and checks that it can make an
-// entry for mode.
+// entry for mode: a relevant config (else compat.ErrNoConfig, the shell
+// template's message, unwrapped), a well-formed expiry, and no file under a
+// name the cache keeps for itself.
 func readMeta(path string, mode compat.Mode) (compat.MetaFiles, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read meta tarball: %w", err)
 	}
 	defer f.Close()
-	files, err := compat.ReadMetaTarball(bufio.NewReaderSize(f, 64<<10))
+	files, err := compat.ReadMetaTarball(f)
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := files.Relevant("config", mode); !ok {
-		return nil, errors.New("meta tarball is missing the configuration file")
+	if err := files.Check(mode); err != nil {
+		return nil, err
 	}
 	for name := range files {
 		switch {
 		case name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00"):
-			return nil, fmt.Errorf("meta tarball has a file with an invalid name %q", name)
+			// compat refuses these already; the paths below rely on it.
+			return nil, fmt.Errorf("meta tarball: invalid file name %q", name)
 		case name == rootfsName || name == metaName || name == buildIDName || name == recordName || resumable(name):
-			return nil, fmt.Errorf("meta tarball has a file named %s, which the cache keeps for itself", name)
+			return nil, fmt.Errorf("meta tarball: it has a file named %s, which the cache keeps for itself", name)
 		}
 	}
 	return files, nil

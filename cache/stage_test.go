@@ -1,5 +1,3 @@
-//go:build lxcdownload_store
-
 package cache
 
 import (
@@ -81,10 +79,13 @@ func TestCommitRefuses(t *testing.T) {
 		}, "rootfs.tar.xz: no such file or directory"},
 		{"meta file named build_id", compat.System, "b", func(t *testing.T, dir string) {
 			newTestImage(t, "b", 10, map[string]string{"build_id": "x"}).writeTo(t, dir)
-		}, "meta tarball has a file named build_id, which the cache keeps for itself"},
+		}, "meta tarball: it has a file named build_id, which the cache keeps for itself"},
 		{"meta file named like the record", compat.System, "b", func(t *testing.T, dir string) {
 			newTestImage(t, "b", 10, map[string]string{".lxc-download": "x"}).writeTo(t, dir)
 		}, "which the cache keeps for itself"},
+		{"malformed expiry", compat.System, "b", func(t *testing.T, dir string) {
+			newTestImage(t, "b", 10, map[string]string{"expiry": "tomorrow\n"}).writeTo(t, dir)
+		}, `meta tarball: expiry "tomorrow" is not a Unix time`},
 		{"empty build", compat.System, "", func(t *testing.T, dir string) {
 			newTestImage(t, "b", 10, nil).writeTo(t, dir)
 		}, `invalid build id ""`},
