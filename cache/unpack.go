@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"github.com/ulikunitz/xz"
+
+	"github.com/lxc/lxc-download/cache/xzpar"
 )
 
 // UnpackOptions say how a rootfs tarball is unpacked. The zero value unpacks
@@ -121,29 +123,30 @@ func (e *LimitError) Error() string {
 
 // Unpack unpacks archive, a rootfs.tar.xz, into the existing directory
 // rootfs. Files of several xz blocks (as written by xz --threads) are
-// decoded in parallel, others serially. Whatever the archive says, nothing
-// is written outside rootfs. On error, what was unpacked so far stays in
-// rootfs for the caller to remove.
+// decoded by o.Workers goroutines in parallel, others serially; either way
+// decoding overlaps with writing the files. Whatever the archive says,
+// nothing is written outside rootfs. On error, what was unpacked so far
+// stays in rootfs for the caller to remove.
 func Unpack(ctx context.Context, archive *os.File, rootfs string, o UnpackOptions) error {
 	fi, err := archive.Stat()
 	if err != nil {
 		return fmt.Errorf("unpack rootfs: %w", err)
 	}
 	size := fi.Size()
-	var progress func(int64)
+	xo := xzpar.Options{Workers: o.Workers}
 	if o.Progress != nil {
-		progress = func(n int64) { o.Progress(n, size) }
+		xo.Progress = func(n int64) { o.Progress(n, size) }
 	}
-	if dec, ok, err := openParallel(archive, size, o.Workers, progress); err != nil {
-		return fmt.Errorf("unpack rootfs: %w", err)
-	} else if ok {
-		err := extractAndDrain(ctx, dec, rootfs, o)
-		if cerr := dec.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("unpack rootfs: %w", xzError(cerr))
-		}
-		return err
+	dec, err := xzpar.NewReader(archive, size, xo)
+	if err != nil {
+		return fmt.Errorf("unpack rootfs: %w", xzError(err))
 	}
-	return unpackSerial(ctx, io.NewSectionReader(archive, 0, size), rootfs, o, progress)
+	err = extractAndDrain(ctx, dec, rootfs, o)
+	dec.Close()
+	if err == nil && o.Progress != nil {
+		o.Progress(size, size) // the index and footer are never "handed out"
+	}
+	return err
 }
 
 // UnpackReader unpacks the xz-compressed tarball read from r into the
@@ -158,13 +161,6 @@ func UnpackReader(ctx context.Context, r io.Reader, rootfs string, o UnpackOptio
 	return unpackSerial(ctx, r, rootfs, o, progress)
 }
 
-// openParallel returns a parallel decoder of the archive when one can be
-// used; ok is false when the archive should be decoded serially.
-// cache/xzpar plugs in here once it exists.
-var openParallel = func(archive io.ReaderAt, size int64, workers int, progress func(int64)) (dec io.ReadCloser, ok bool, err error) {
-	return nil, false, nil
-}
-
 func unpackSerial(ctx context.Context, r io.Reader, rootfs string, o UnpackOptions, progress func(int64)) error {
 	if progress != nil {
 		r = &countingReader{r: r, report: progress}
@@ -176,7 +172,7 @@ func unpackSerial(ctx context.Context, r io.Reader, rootfs string, o UnpackOptio
 	}
 	xr, err := xz.NewReader(r)
 	if err != nil {
-		return fmt.Errorf("unpack rootfs: not an xz file: %w", xzError(err))
+		return fmt.Errorf("unpack rootfs: %w", xzError(err))
 	}
 	p := newChunkPipe(xr, 4, 1<<20)
 	err = extractAndDrain(ctx, p, rootfs, o)
