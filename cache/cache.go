@@ -177,7 +177,7 @@ func (c Cache) Flush(k Key) error {
 			return fmt.Errorf("flush the cache: %w", err)
 		}
 	}
-	if err := os.RemoveAll(p.stage); err != nil {
+	if err := removeAll(p.stage); err != nil {
 		return fmt.Errorf("flush the cache: %w", err)
 	}
 	return nil
@@ -268,7 +268,7 @@ func settle(p paths) error {
 			}
 		}
 	}
-	return os.RemoveAll(p.old)
+	return removeAll(p.old)
 }
 
 // discard removes dir by first renaming it to trash (emptied first), so that
@@ -277,13 +277,22 @@ func discard(dir, trash string) error {
 	if !exists(dir) {
 		return nil
 	}
-	if err := os.RemoveAll(trash); err != nil {
+	if err := removeAll(trash); err != nil {
 		return err
 	}
 	if err := os.Rename(dir, trash); err != nil {
 		return err
 	}
-	return os.RemoveAll(trash)
+	return removeAll(trash)
+}
+
+// removeAll is os.RemoveAll that does nothing where there is nothing: on a
+// read-only filesystem, removing a missing path fails with EROFS.
+func removeAll(path string) error {
+	if !exists(path) {
+		return nil
+	}
+	return os.RemoveAll(path)
 }
 
 func exists(path string) bool {

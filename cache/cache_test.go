@@ -208,12 +208,23 @@ func TestLookupBroken(t *testing.T) {
 // TestLookupUnreadable: failing to read an entry at all is an error, not an
 // absent entry.
 func TestLookupUnreadable(t *testing.T) {
+	c := Cache{Root: t.TempDir()}
+	e := storeImage(t, c, testKey, newTestImage(t, "b1", 100, nil))
+	os.Remove(filepath.Join(e.Dir, "build_id"))
+	os.Mkdir(filepath.Join(e.Dir, "build_id"), 0o755)
+	if _, err := c.Lookup(testKey); err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("Lookup with build_id a directory = %v", err)
+	}
 	if os.Geteuid() == 0 {
 		t.Skip("root reads files whatever their mode")
 	}
-	c := Cache{Root: t.TempDir()}
-	e := storeImage(t, c, testKey, newTestImage(t, "b1", 100, nil))
+	e = storeImage(t, c, testKey, newTestImage(t, "b1", 100, nil))
 	os.Chmod(filepath.Join(e.Dir, "build_id"), 0)
+	if _, err := c.Lookup(testKey); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Errorf("Lookup = %v, want permission denied", err)
+	}
+	os.Chmod(filepath.Join(e.Dir, "build_id"), 0o644)
+	os.Chmod(e.Rootfs(), 0)
 	if _, err := c.Lookup(testKey); err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Errorf("Lookup = %v, want permission denied", err)
 	}

@@ -241,6 +241,14 @@ func TestTempStage(t *testing.T) {
 	if got := dirNames(t, container); len(got) != 0 {
 		t.Errorf("after Abort: %v", got)
 	}
+	// Without a rootfs there is nothing to commit.
+	st, _ = NewTempStage(container)
+	newTestImage(t, "t2", 10, nil).writeTo(t, st.Dir)
+	os.Remove(filepath.Join(st.Dir, "rootfs.tar.xz"))
+	if _, err := st.Commit("t2", compat.System); err == nil || !strings.Contains(err.Error(), "rootfs.tar.xz: no such file") {
+		t.Errorf("Commit without rootfs = %v", err)
+	}
+	st.Abort()
 	// A temporary stage refuses meta without config too.
 	st, _ = NewTempStage(container)
 	defer st.Cleanup()
@@ -515,9 +523,18 @@ func TestReadOnlyCache(t *testing.T) {
 	} else {
 		root = t.TempDir()
 	}
-	c := Cache{Root: root}
+	var warn bytes.Buffer
+	c := Cache{Root: root, Warn: &warn}
 	a := newTestImage(t, "a", 1000, nil)
 	storeImage(t, c, testKey, a)
+	// A third image was being swapped in when its run was killed: the
+	// entry moved aside, the new one not yet in place.
+	half := testKey
+	half.Variant = "cloud"
+	eh := storeImage(t, c, half, newTestImage(t, "h", 100, nil))
+	if err := os.Rename(eh.Dir, filepath.Join(filepath.Dir(eh.Dir), ".cloud.new")); err != nil {
+		t.Fatal(err)
+	}
 	if os.Geteuid() == 0 {
 		if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
 			t.Fatalf("remount read-only: %v", err)
@@ -547,6 +564,14 @@ func TestReadOnlyCache(t *testing.T) {
 	}
 	unlock()
 	checkEntry(t, e, a)
+
+	// The interrupted swap cannot be finished: said, and no entry.
+	if e, err := c.Lookup(half); e != nil || err != nil {
+		t.Errorf("Lookup of the half-swapped entry = %v, %v", e, err)
+	}
+	if w := warn.String(); !strings.HasPrefix(w, "WARNING: cannot repair the interrupted update of the cached copy in "+eh.Dir) || strings.Count(w, "\n") != 1 {
+		t.Errorf("warning %q", w)
+	}
 
 	// Another image: no lock file can be made, so there is no lock to take,
 	// and the download goes next to the container.
