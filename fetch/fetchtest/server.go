@@ -98,6 +98,12 @@ func NewServer(images ...Image) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	return NewServerWithKey(key, images...)
+}
+
+// NewServerWithKey is NewServer signing with key, e.g. one that a
+// Keyserver also holds, or one shared by two servers.
+func NewServerWithKey(key *openpgp.Entity, images ...Image) (*Server, error) {
 	s, err := newServer(key)
 	if err != nil {
 		return nil, err
@@ -281,7 +287,8 @@ func (s *Server) Remove(p string) {
 }
 
 // SetIndex replaces every index variant (system and user, with and
-// without the compatibility level) with content, signed.
+// without the compatibility level) with content, signed. To make one
+// variant differ, SetSigned its path (see IndexPaths).
 func (s *Server) SetIndex(content string) {
 	for _, p := range IndexPaths() {
 		s.SetSigned(p, []byte(content))

@@ -414,3 +414,24 @@ func TestClient(t *testing.T) {
 		t.Errorf("%d", resp.StatusCode)
 	}
 }
+
+func TestNewServerWithKey(t *testing.T) {
+	key, err := NewKey("shared")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewServerWithKey(key, DefaultImage())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	index, _ := s.Get(IndexPaths()[0])
+	sig, _ := s.Get(IndexPaths()[0] + ".asc")
+	if s.Key != key || verify(t, s.KeyFile, index, sig) != nil {
+		t.Error("not signed with the given key")
+	}
+	pub, _ := os.ReadFile(s.KeyFile)
+	if !bytes.Equal(pub, ArmoredPublicKey(key)) {
+		t.Error("KeyFile is not the given key")
+	}
+}

@@ -73,11 +73,12 @@ type pki struct {
 }
 
 // CertPool holds the certificate authority of the servers of this
-// package, for an in-process client's tls.Config.RootCAs.
+// package, for an in-process client's tls.Config.RootCAs. Each call gives
+// a new pool, which the caller may add to.
 func CertPool() (*x509.CertPool, error) {
 	p, err := testPKI()
 	if err != nil {
 		return nil, err
 	}
-	return p.pool, nil
+	return p.pool.Clone(), nil
 }
