@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -433,5 +434,36 @@ func TestNewServerWithKey(t *testing.T) {
 	pub, _ := os.ReadFile(s.KeyFile)
 	if !bytes.Equal(pub, ArmoredPublicKey(key)) {
 		t.Error("KeyFile is not the given key")
+	}
+}
+
+func TestPathsAndSetRootfs(t *testing.T) {
+	img := DefaultImage()
+	s := newTestServer(t, img)
+	dir := ImageDir(img)
+	want := []string{dir + "SHA256SUMS", dir + "SHA256SUMS.asc", dir + "meta.tar.xz", dir + "meta.tar.xz.asc",
+		dir + "rootfs.tar.xz", dir + "rootfs.tar.xz.asc"}
+	for _, p := range IndexPaths() {
+		want = append(want, p, p+".asc")
+	}
+	got := s.Paths()
+	sort.Strings(want)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("Paths:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	img.Rootfs = img.Rootfs[:3]
+	img.BlockSize = 100
+	if err := s.SetRootfs(img); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := s.Get(dir + "rootfs.tar.xz")
+	sig, _ := s.Get(dir + "rootfs.tar.xz.asc")
+	if len(readTarXZ(t, data)) != 3 || verify(t, s.KeyFile, data, sig) != nil {
+		t.Error("SetRootfs did not publish the new rootfs, signed")
+	}
+	sums, _ := s.Get(dir + "SHA256SUMS")
+	if !strings.Contains(string(sums), fmt.Sprintf("%x  rootfs.tar.xz\n", sha256.Sum256(data))) {
+		t.Errorf("SHA256SUMS:\n%s", sums)
 	}
 }
