@@ -54,8 +54,13 @@ type Options struct {
 	// ProgressTerminal says Progress is a terminal.
 	ProgressTerminal bool
 
-	// RootCAs are the certificate authorities trusted for HTTPS. Nil
-	// means the system's (which honours SSL_CERT_FILE and SSL_CERT_DIR).
+	// CACert is a PEM file of the certificate authorities trusted for
+	// HTTPS instead of any other (--ca-cert).
+	CACert string
+	// RootCAs are the certificate authorities trusted for HTTPS when
+	// CACert is not given. Nil means the system's (SSL_CERT_FILE and
+	// SSL_CERT_DIR are honoured), else Android's, else a built-in set, so
+	// that HTTPS is verified even on a host without any.
 	RootCAs *x509.CertPool
 	// DialContext, when not nil, makes the TCP connections (to the
 	// server, a mirror or a proxy) instead of net.Dialer; it is bounded
@@ -119,10 +124,13 @@ func New(o Options) (*Client, error) {
 		userAgent: fmt.Sprintf("lxc/%s compat:%d", o.Version, compat.Level),
 		warned:    map[string]bool{},
 	}
-	tr := newTransport(&c.o)
+	tr, err := newTransport(&c.o)
+	if err != nil {
+		return nil, err
+	}
 	c.hc = &http.Client{Transport: tr}
 	c.hcPrimary = &http.Client{Transport: tr, CheckRedirect: func(req *http.Request, via []*http.Request) error {
-		if req.URL.Host != host {
+		if !c.isPrimary(req.URL.Host) {
 			return fmt.Errorf("redirected to %s: this file is only taken from the primary server", req.URL.Host)
 		}
 		if len(via) >= 10 {
@@ -133,9 +141,31 @@ func New(o Options) (*Client, error) {
 	return c, nil
 }
 
+// NewHTTPClient returns an HTTP client that connects as a Client made
+// from o would (proxies, DialContext, trusted roots, connect and header
+// timeouts), for other requests of the same run such as a keyserver's.
+// Only the connection fields of o are used.
+func NewHTTPClient(o Options) (*http.Client, error) {
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	tr, err := newTransport(&o)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: tr}, nil
+}
+
 // newTransport is the one place where connections are set up: proxies,
 // dialing, TLS trust and timeouts.
-func newTransport(o *Options) *http.Transport {
+func newTransport(o *Options) (*http.Transport, error) {
+	roots, err := trustedRoots(o)
+	if err != nil {
+		return nil, err
+	}
 	dial := o.DialContext
 	if dial == nil {
 		dial = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
@@ -150,7 +180,7 @@ func newTransport(o *Options) *http.Transport {
 			defer cancel()
 			return dial(ctx, network, addr)
 		},
-		TLSClientConfig:       &tls.Config{RootCAs: o.RootCAs, MinVersion: tls.VersionTLS12},
+		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   timeout,
 		ResponseHeaderTimeout: o.IdleTimeout,
 		ForceAttemptHTTP2:     true,
@@ -159,7 +189,7 @@ func newTransport(o *Options) *http.Transport {
 		// The bytes on disk must be the file's bytes: Range offsets and
 		// signatures are over the file, not a decoded stream.
 		DisableCompression: true,
-	}
+	}, nil
 }
 
 // warnOnce writes a warning the first time key is raised.
@@ -171,6 +201,22 @@ func (c *Client) warnOnce(key, format string, args ...any) {
 	}
 	c.warned[key] = true
 	fmt.Fprintf(c.o.Warn, "WARNING: "+format+"\n", args...)
+}
+
+// isPrimary reports whether host (from a URL) is the primary server,
+// whether or not it names the scheme's default port.
+func (c *Client) isPrimary(host string) bool {
+	return stripDefaultPort(host) == stripDefaultPort(c.host)
+}
+
+func stripDefaultPort(host string) string {
+	if h, port, err := net.SplitHostPort(host); err == nil && (port == "443" || port == "80") {
+		if strings.Contains(h, ":") {
+			return "[" + h + "]"
+		}
+		return h
+	}
+	return host
 }
 
 // scheme is the scheme to try first: https, unless it already failed to

@@ -428,3 +428,11 @@ func TestIdleTimeout(t *testing.T) {
 		t.Errorf("%#v", err)
 	}
 }
+
+// TestCACert: --ca-cert replaces every other root.
+func TestCACert(t *testing.T) {
+	r := newRig(t)
+	if _, err := r.client(func(o *fetch.Options) { o.RootCAs = nil; o.CACert = r.srv.CAFile }).Index(context.Background(), compat.System); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -480,13 +480,17 @@ func TestResumeNextRunComplete(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(r.dir, "rootfs.tar.xz.partial")); err != nil {
 		t.Fatal(err)
 	}
-	img, err := r.fetch(r.client())
+	out := &lockedBuffer{}
+	img, err := r.fetch(r.client(func(o *fetch.Options) { o.Progress = out }))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.checkFetched(img)
 	if n := len(r.srv.RequestsFor(r.path("rootfs.tar.xz"))); n != 1 {
 		t.Errorf("rootfs asked %d times", n)
+	}
+	if !strings.Contains(out.String(), "rootfs.tar.xz: complete from an earlier download\n") {
+		t.Errorf("progress:\n%s", out)
 	}
 }
 

@@ -191,7 +191,9 @@ func (p *fileProgress) finish(ok bool) {
 	}
 	p.ended, p.ok = true, ok
 	if !ui.term {
-		if ok {
+		if ok && !p.started {
+			fmt.Fprintf(ui.w, "%s: complete from an earlier download\n", p.name)
+		} else if ok {
 			fmt.Fprintf(ui.w, "%s: %s in %s (%s)\n", p.name, humanBytes(p.done),
 				time.Since(p.begin).Round(100*time.Millisecond), p.rate())
 		} else if p.started {

@@ -122,14 +122,14 @@ func (t *transfer) runScheme(ctx context.Context, scheme string) error {
 			return &stoppedError{url: t.c.urlFor(scheme, t.path), err: context.Cause(ctx)}
 		}
 		var le *localError
-		if served != t.c.host && !noGeoIP && !errors.As(err, &le) {
+		if !t.c.isPrimary(served) && !noGeoIP && !errors.As(err, &le) {
 			t.c.warnOnce("mirror-failed "+served+" "+t.path,
 				"Mirror %s failed to serve %s (%v); downloading it from %s", served, t.name, err, t.c.host)
 			noGeoIP = true
 			failed = 0
 			continue
 		}
-		if answered && served == t.c.host {
+		if answered && t.c.isPrimary(served) {
 			primaryAnswered = true
 		}
 		if t.sink.Len() > before {
@@ -150,7 +150,7 @@ func (t *transfer) final(err error, served, scheme string, attempts int, primary
 		return err
 	}
 	u := t.c.urlFor(scheme, t.path)
-	if served != "" && served != t.c.host {
+	if served != "" && !t.c.isPrimary(served) {
 		u = served + " for " + u
 	}
 	return &NetError{URL: u, Attempts: attempts, Err: err, noResponse: !primaryAnswered}
@@ -277,7 +277,7 @@ func (t *transfer) attempt(ctx context.Context, scheme string, noGeoIP bool) (st
 		return served, true, &StatusError{URL: resp.Request.URL.String(), StatusCode: resp.StatusCode}
 	}
 	t.validator = validatorOf(resp.Header)
-	if served != t.c.host {
+	if !t.c.isPrimary(served) {
 		t.mirror = served
 	}
 	if t.onResponse != nil {

@@ -93,3 +93,22 @@ func TestValidatorOf(t *testing.T) {
 		t.Errorf("weak ETag used for If-Range: %q", v)
 	}
 }
+
+func TestIsPrimary(t *testing.T) {
+	c := &Client{host: "images.example.org"}
+	for host, want := range map[string]bool{
+		"images.example.org":      true,
+		"images.example.org:443":  true,
+		"images.example.org:80":   true,
+		"images.example.org:8443": false,
+		"mirror.example.org":      false,
+	} {
+		if got := c.isPrimary(host); got != want {
+			t.Errorf("isPrimary(%q) = %v", host, got)
+		}
+	}
+	c.host = "[::1]:443"
+	if !c.isPrimary("[::1]") || c.isPrimary("[::2]") {
+		t.Error("IPv6 hosts")
+	}
+}
