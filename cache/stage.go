@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lxc/lxc-download/cache/xzpar"
 	"github.com/lxc/lxc-download/compat"
 )
 
@@ -133,6 +134,9 @@ func (s *Stage) Commit(build string, mode compat.Mode) (*Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkRootfs(filepath.Join(s.Dir, rootfsName)); err != nil {
+		return nil, err
+	}
 	var e *Entry
 	if s.temp {
 		e, err = s.commitInPlace(build, files)
@@ -176,6 +180,31 @@ func readMeta(path string, mode compat.Mode) (compat.MetaFiles, error) {
 		}
 	}
 	return files, nil
+}
+
+// checkRootfs refuses a rootfs tarball that is not a complete xz file (a
+// signed but truncated or mislabelled upload), so that it never replaces a
+// good cached copy. Only the xz container is checked, from its index at the
+// end, not the data: a full decode costs as much as the unpack that follows.
+func checkRootfs(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("read rootfs tarball: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("read rootfs tarball: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("rootfs tarball %s is not a regular file", path)
+	}
+	r, err := xzpar.NewReader(f, fi.Size(), xzpar.Options{Workers: 1})
+	if err != nil {
+		return fmt.Errorf("rootfs tarball: %w", err)
+	}
+	r.Close()
+	return nil
 }
 
 // writeMeta writes the meta files and build_id into dir, each synced.

@@ -77,6 +77,21 @@ func TestCommitRefuses(t *testing.T) {
 			newTestImage(t, "b", 10, nil).writeTo(t, dir)
 			os.Remove(filepath.Join(dir, "rootfs.tar.xz"))
 		}, "rootfs.tar.xz: no such file or directory"},
+		{"rootfs truncated", compat.System, "b", func(t *testing.T, dir string) {
+			img := newTestImage(t, "b", 1000, nil)
+			img.rootfs = img.rootfs[:len(img.rootfs)/2]
+			img.writeTo(t, dir)
+		}, "rootfs tarball: xz: "},
+		{"rootfs not xz", compat.System, "b", func(t *testing.T, dir string) {
+			img := newTestImage(t, "b", 10, nil)
+			img.rootfs = []byte("this is not xz at all")
+			img.writeTo(t, dir)
+		}, "rootfs tarball: xz: "},
+		{"rootfs a directory", compat.System, "b", func(t *testing.T, dir string) {
+			newTestImage(t, "b", 10, nil).writeTo(t, dir)
+			os.Remove(filepath.Join(dir, "rootfs.tar.xz"))
+			os.Mkdir(filepath.Join(dir, "rootfs.tar.xz"), 0o755)
+		}, "rootfs.tar.xz is not a regular file"},
 		{"meta file named build_id", compat.System, "b", func(t *testing.T, dir string) {
 			newTestImage(t, "b", 10, map[string]string{"build_id": "x"}).writeTo(t, dir)
 		}, "meta tarball: it has a file named build_id, which the cache keeps for itself"},
