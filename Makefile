@@ -79,8 +79,9 @@ dist:
 # Benchmarks: Go benchmarks of the decoder and the extractor, then the
 # comparison with the shell template's tools on the same input (ratios).
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3x -count 3 ./cache/... 
-	sh cache/testdata/bench/compare.sh
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./cache/...
+	$(MAKE) build
+	$(GO) run ./cmd/bench $(BENCHFLAGS)
 
 # Run every fuzz target for FUZZTIME each (default 30s).
 FUZZTIME ?= 30s
