@@ -295,30 +295,32 @@ func environ(extra ...string) []string {
 	return append(env, extra...)
 }
 
-// workerEnv pins our side to w workers: GOMAXPROCS bounds the Go
-// scheduler, LXC_DOWNLOAD_WORKERS the decoder's workers.
+// workerEnv pins the binary to w workers: its xz decoder runs
+// GOMAXPROCS workers, and GOMAXPROCS bounds the threads running Go code.
 func workerEnv(w int) []string {
 	if w == 0 {
 		return nil
 	}
-	return []string{"GOMAXPROCS=" + strconv.Itoa(w), "LXC_DOWNLOAD_WORKERS=" + strconv.Itoa(w)}
+	return []string{"GOMAXPROCS=" + strconv.Itoa(w)}
 }
 
-func workerLabel(w int) string {
+// workerLabel names a worker count in a side's label: "" for the
+// default, else what pins it.
+func workerLabel(what string, w int) string {
 	if w == 0 {
-		return "workers=default"
+		return ""
 	}
-	return "workers=" + strconv.Itoa(w)
+	return ", " + what + "=" + strconv.Itoa(w)
 }
 
 // oursCreate is the binary creating a container from the cache in
 // cacheDir, or in a fresh one of the run's own when cacheDir is "". warm
 // says whether the cache is expected to hold the image already.
 func (b *bench) oursCreate(cacheDir string, warm bool, w int, limited bool) *side {
-	label := "lxc-download, warm cache, " + workerLabel(w)
+	label := "lxc-download, warm cache" + workerLabel("GOMAXPROCS", w)
 	want := "Using image from local cache"
 	if !warm {
-		label, want = "lxc-download, empty cache, "+workerLabel(w), "Downloading the rootfs"
+		label, want = "lxc-download, empty cache"+workerLabel("GOMAXPROCS", w), "Downloading the rootfs"
 	}
 	return &side{label: label, want: want, limited: limited, cmd: func(dir string) *exec.Cmd {
 		c := cacheDir
@@ -380,7 +382,7 @@ echo done`
 // inProcess is cache.Unpack called by a child of this program, so its RSS
 // is measured on its own.
 func (b *bench) inProcess(w int) *side {
-	return &side{label: "cache.Unpack in-process, " + workerLabel(w), cmd: func(dir string) *exec.Cmd {
+	return &side{label: "cache.Unpack in-process" + workerLabel("Workers", w), cmd: func(dir string) *exec.Cmd {
 		cmd := exec.Command(b.self, childUnpack, strconv.Itoa(w), b.input, filepath.Join(dir, "rootfs"))
 		cmd.Env = environ()
 		return cmd

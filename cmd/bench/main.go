@@ -62,7 +62,8 @@ func main() {
 	flag.IntVar(&c.runs, "runs", 3, "runs of each measurement (the median is reported)")
 	flag.StringVar(&cases, "cases", "unpack,warm,cold", "cases to run: unpack, warm, cold")
 	flag.StringVar(&workers, "workers", "0,1,2",
-		"worker counts for our side (GOMAXPROCS and LXC_DOWNLOAD_WORKERS for the binary, UnpackOptions.Workers in-process); 0 is the default")
+		"worker counts for our side: GOMAXPROCS for the binary (its decoder runs that many), "+
+			"UnpackOptions.Workers and GOMAXPROCS in-process; 0 is the default (one per CPU)")
 	flag.StringVar(&c.input, "input", "", "rootfs.tar.xz to use (default: build one from a debootstrap of bookworm and keep it in -cache)")
 	flag.StringVar(&c.cacheDir, "cache", "cmd/bench/.cache", "directory for the built input and the runs' scratch trees (not tmpfs)")
 	flag.StringVar(&c.binary, "binary", "./lxc-download", "the lxc-download binary (make build)")
@@ -141,6 +142,9 @@ func run(ctx context.Context, c config, out, log io.Writer) error {
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), c.runs)
 	if !b.haveTemplate {
 		fmt.Fprintf(out, "note: no shell template at %s: the reference of warm and cold is tar (and wget) doing its steps\n", c.template)
+		if c.cases["cold"] && !b.haveWget {
+			fmt.Fprintln(out, "note: no wget either: the cold case is left out")
+		}
 	}
 	rows := b.rows()
 	if err := b.measure(rows, log); err != nil {
