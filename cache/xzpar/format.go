@@ -416,77 +416,111 @@ func readBlockHeader(ra io.ReaderAt, b *block) error {
 	if buf[0] == 0 {
 		return fail("index indicator where the index puts a block")
 	}
-	hsize := (int(buf[0]) + 1) * 4
-	h := buf[:hsize]
+	h := buf[:blockHeaderSize(buf[0])]
 	if err := readAt(ra, h, b.offset, "block header"); err != nil {
 		return err
 	}
-	if crc32.ChecksumIEEE(h[:hsize-4]) != binary.LittleEndian.Uint32(h[hsize-4:]) {
-		return fail("header CRC32 mismatch")
+	bh, err := parseBlockHeader(h)
+	if err != nil {
+		return fail("%v", err)
 	}
-	b.headerSize = int64(hsize)
+	b.headerSize = int64(len(h))
 	b.compressedSize -= b.headerSize
 	if b.compressedSize <= 0 {
 		return fail("index leaves no room for compressed data")
 	}
+	if bh.compressed >= 0 && bh.compressed != b.compressedSize {
+		return fail("compressed size %d in the header, %d in the index", bh.compressed, b.compressedSize)
+	}
+	if bh.uncompressed >= 0 && bh.uncompressed != b.size {
+		return fail("uncompressed size %d in the header, %d in the index", bh.uncompressed, b.size)
+	}
+	b.lzma2, b.dictSize = bh.lzma2, bh.dictSize
+	return nil
+}
+
+// blockHeaderSize returns the size of a block header from its first byte
+// (which must not be 0, the index indicator).
+func blockHeaderSize(first byte) int { return (int(first) + 1) * 4 }
+
+// blockHeader is what a block header says.
+type blockHeader struct {
+	// compressed and uncompressed are the sizes the header gives, or -1.
+	compressed, uncompressed int64
+	// lzma2 is set when the filter chain is LZMA2 alone.
+	lzma2 bool
+	// dictSize is the LZMA2 dictionary size.
+	dictSize int64
+}
+
+// parseBlockHeader parses and checks the block header h, whose length is
+// the one its first byte gives.
+func parseBlockHeader(h []byte) (blockHeader, error) {
+	bh := blockHeader{compressed: -1, uncompressed: -1}
+	n := len(h)
+	if crc32.ChecksumIEEE(h[:n-4]) != binary.LittleEndian.Uint32(h[n-4:]) {
+		return bh, errors.New("header CRC32 mismatch")
+	}
 	flags := h[1]
 	if flags&0x3c != 0 {
-		return fail("unsupported block flags %#02x", flags)
+		return bh, fmt.Errorf("unsupported block flags %#02x", flags)
 	}
-	r := bytes.NewReader(h[2 : hsize-4])
+	r := bytes.NewReader(h[2 : n-4])
 	if flags&0x40 != 0 {
 		c, err := readVLI(r)
 		if err != nil {
-			return fail("compressed size: %v", readErr(err))
+			return bh, fmt.Errorf("compressed size: %v", readErr(err))
 		}
-		if int64(c) != b.compressedSize || c == 0 {
-			return fail("compressed size %d in the header, %d in the index", c, b.compressedSize)
+		if c == 0 || c > maxVLI {
+			return bh, fmt.Errorf("bad compressed size %d", c)
 		}
+		bh.compressed = int64(c)
 	}
 	if flags&0x80 != 0 {
 		u, err := readVLI(r)
 		if err != nil {
-			return fail("uncompressed size: %v", readErr(err))
+			return bh, fmt.Errorf("uncompressed size: %v", readErr(err))
 		}
-		if u > maxVLI || int64(u) != b.size {
-			return fail("uncompressed size %d in the header, %d in the index", u, b.size)
+		if u > maxVLI {
+			return bh, fmt.Errorf("bad uncompressed size %d", u)
 		}
+		bh.uncompressed = int64(u)
 	}
 	nfilters := int(flags&3) + 1
-	b.lzma2 = nfilters == 1
+	bh.lzma2 = nfilters == 1
 	for i := 0; i < nfilters; i++ {
 		id, err := readVLI(r)
 		if err != nil {
-			return fail("filter %d: %v", i, readErr(err))
+			return bh, fmt.Errorf("filter %d: %v", i, readErr(err))
 		}
 		psize, err := readVLI(r)
 		if err != nil {
-			return fail("filter %d: %v", i, readErr(err))
+			return bh, fmt.Errorf("filter %d: %v", i, readErr(err))
 		}
 		if psize > uint64(r.Len()) {
-			return fail("filter %d: properties overrun the header", i)
+			return bh, fmt.Errorf("filter %d: properties overrun the header", i)
 		}
 		props := make([]byte, psize)
 		r.Read(props)
 		if id == filterLZMA2 {
 			if i != nfilters-1 {
-				return fail("LZMA2 is not the last filter")
+				return bh, errors.New("LZMA2 is not the last filter")
 			}
-			if psize != 1 || props[0]&0xc0 != 0 || props[0] > 40 {
-				return fail("bad LZMA2 properties")
+			if psize != 1 || props[0] > 40 {
+				return bh, errors.New("bad LZMA2 properties")
 			}
-			b.dictSize = lzma2DictSize(props[0])
+			bh.dictSize = lzma2DictSize(props[0])
 		} else if i == nfilters-1 {
 			// Every valid chain ends with LZMA2.
-			return fail("last filter %#x is not LZMA2", id)
+			return bh, fmt.Errorf("last filter %#x is not LZMA2", id)
 		}
 	}
 	for r.Len() > 0 {
 		if c, _ := r.ReadByte(); c != 0 {
-			return fail("non-zero header padding")
+			return bh, errors.New("non-zero header padding")
 		}
 	}
-	return nil
+	return bh, nil
 }
 
 // lzma2DictSize decodes an LZMA2 dictionary size property (at most 40).

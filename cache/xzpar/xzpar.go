@@ -81,7 +81,7 @@ func NewReader(ra io.ReaderAt, size int64, o Options) (io.ReadCloser, error) {
 		}
 		return newSerialReader(ra, size, o)
 	}
-	return newParallelReader(ra, l, o), nil
+	return newFileReader(ra, l, o), nil
 }
 
 // errClosed is returned by Read after Close.
@@ -99,90 +99,140 @@ const initialBufferSize = 4 << 20
 // ulikunitz/xz reads it a byte at a time.
 const inputBufferSize = 64 << 10
 
-// job is one block on its way from a worker to the reader.
+// job is one piece of output on its way to Read: a block a worker decodes,
+// or data or an error the dispatcher has ready.
 type job struct {
-	b    *block
-	buf  []byte
-	err  error
-	done chan struct{} // closed when buf or err is ready
+	b   *block        // the block to decode; nil for a ready job
+	src io.ReaderAt   // where the block is, at the file's offsets
+	buf []byte        // output buffer, then the output
+	err error         // why there is no output
+	end int64         // compressed bytes consumed once buf is read
+	// token is set when buf is one of the reader's buffers, which Read
+	// puts back when it is done with the job.
+	token bool
+	// input is the block's compressed data when it was read from a
+	// stream; the worker puts it back into the input pool.
+	input []byte
+	done  chan struct{} // closed when buf or err is ready
 }
 
 // parallelReader hands out blocks decoded by worker goroutines, in order.
 // Blocks in flight are bounded by the buffers: Workers+1 of them, one per
 // worker plus the one being read.
 type parallelReader struct {
-	ra       io.ReaderAt
 	progress func(int64)
 
-	free    chan []byte // buffers not in use, nil until first needed
+	free    chan []byte // output buffers not in use, nil until first needed
+	inputs  chan []byte // compressed-data buffers (streams only)
 	jobs    chan *job   // to the workers
-	pending chan *job   // to Read, in block order
+	pending chan *job   // to Read, in output order
 	quit    chan struct{}
 	wg      sync.WaitGroup
 	once    sync.Once
 
-	cur  *job // the block being read, nil between blocks
-	off  int  // read position in cur.buf
-	done int64
-	err  error
+	cur *job // the job being read, nil between jobs
+	off int  // read position in cur.buf
+	err error
 }
 
-func newParallelReader(ra io.ReaderAt, l *layout, o Options) *parallelReader {
-	workers := min(o.Workers, len(l.blocks))
+// newParallelReader starts the workers and a goroutine running dispatch,
+// which must close jobs and pending when it returns.
+func newParallelReader(workers int, o Options, dispatch func(r *parallelReader)) *parallelReader {
 	r := &parallelReader{
-		ra:       ra,
 		progress: o.Progress,
 		free:     make(chan []byte, workers+1),
+		inputs:   make(chan []byte, workers+1),
 		jobs:     make(chan *job),
 		pending:  make(chan *job, workers+1),
 		quit:     make(chan struct{}),
 	}
 	for range workers + 1 {
 		r.free <- nil
+		r.inputs <- nil
 	}
 	r.wg.Add(workers + 1)
-	go r.dispatch(l.blocks)
+	go func() {
+		defer r.wg.Done()
+		defer close(r.pending)
+		defer close(r.jobs)
+		dispatch(r)
+	}()
 	for range workers {
 		go r.work()
 	}
 	return r
 }
 
-// dispatch gives blocks to the workers in order, each with a free buffer,
-// and queues them for Read in the same order.
-func (r *parallelReader) dispatch(blocks []block) {
-	defer r.wg.Done()
-	defer close(r.pending)
-	defer close(r.jobs)
-	for i := range blocks {
-		var buf []byte
-		select {
-		case buf = <-r.free:
-		case <-r.quit:
-			return
+// newFileReader decodes the blocks of a parsed file.
+func newFileReader(ra io.ReaderAt, l *layout, o Options) *parallelReader {
+	return newParallelReader(min(o.Workers, len(l.blocks)), o, func(r *parallelReader) {
+		for i := range l.blocks {
+			b := &l.blocks[i]
+			buf, ok := r.takeBuffer()
+			if !ok {
+				return
+			}
+			j := &job{b: b, src: ra, buf: buf, token: true, end: b.paddedEnd(), done: make(chan struct{})}
+			if !r.queue(j) {
+				return
+			}
 		}
-		j := &job{b: &blocks[i], buf: buf, done: make(chan struct{})}
-		// pending has room for every buffer, so this never blocks.
-		r.pending <- j
-		select {
-		case r.jobs <- j:
-		case <-r.quit:
-			return
-		}
+	})
+}
+
+// takeBuffer waits for a free output buffer; it fails once the reader is
+// closed.
+func (r *parallelReader) takeBuffer() ([]byte, bool) {
+	select {
+	case buf := <-r.free:
+		return buf, true
+	case <-r.quit:
+		return nil, false
 	}
+}
+
+// queue queues j for Read and, unless it is ready, for a worker. It fails
+// once the reader is closed.
+func (r *parallelReader) queue(j *job) bool {
+	select {
+	case r.pending <- j:
+	case <-r.quit:
+		return false
+	}
+	if j.b == nil {
+		return true
+	}
+	select {
+	case r.jobs <- j:
+		return true
+	case <-r.quit:
+		return false
+	}
+}
+
+// ready returns a job that is ready with data (or an error).
+func ready(buf []byte, token bool, end int64, err error) *job {
+	j := &job{buf: buf, token: token, end: end, err: err, done: make(chan struct{})}
+	close(j.done)
+	return j
 }
 
 // work decodes blocks until there are no more or the reader is closed.
 func (r *parallelReader) work() {
 	defer r.wg.Done()
-	d := &blockDecoder{ra: r.ra, quit: r.quit, in: bufio.NewReaderSize(nil, inputBufferSize)}
+	d := &blockDecoder{quit: r.quit, in: bufio.NewReaderSize(nil, inputBufferSize)}
 	for {
 		select {
 		case j, ok := <-r.jobs:
 			if !ok {
 				return
 			}
-			j.buf, j.err = d.decode(j.b, j.buf)
+			j.buf, j.err = d.decode(j.b, j.src, j.buf)
+			if j.input != nil {
+				// inputs has room for every buffer.
+				r.inputs <- j.input[:0]
+				j.input, j.src = nil, nil
+			}
 			close(j.done)
 		case <-r.quit:
 			return
@@ -201,12 +251,13 @@ func (r *parallelReader) Read(p []byte) (int, error) {
 	}
 	for r.cur == nil || r.off == len(r.cur.buf) {
 		if r.cur != nil {
-			r.done = r.cur.b.paddedEnd()
 			if r.progress != nil {
-				r.progress(r.done)
+				r.progress(r.cur.end)
 			}
-			// free has room for every buffer, so this never blocks.
-			r.free <- r.cur.buf[:cap(r.cur.buf)]
+			if r.cur.token {
+				// free has room for every buffer.
+				r.free <- r.cur.buf[:cap(r.cur.buf)]
+			}
 			r.cur = nil
 		}
 		var j *job
@@ -264,7 +315,6 @@ func (r *parallelReader) Close() error {
 // blockDecoder decodes single blocks; each worker has one, so its input
 // buffer is reused.
 type blockDecoder struct {
-	ra   io.ReaderAt
 	quit <-chan struct{}
 	in   *bufio.Reader
 	tail [3 + 64]byte // block padding and check
@@ -274,14 +324,14 @@ type blockDecoder struct {
 // it, as it sees the close first.
 var errStopped = errors.New("xz: stopped")
 
-// decode decodes block b into buf, growing it as needed, and verifies the
+// decode decodes block b, read from src, into buf, growing it as needed, and verifies the
 // block's compressed size and check. It returns the buffer, holding the
 // block's data on success.
-func (d *blockDecoder) decode(b *block, buf []byte) ([]byte, error) {
+func (d *blockDecoder) decode(b *block, src io.ReaderAt, buf []byte) ([]byte, error) {
 	fail := func(format string, a ...any) error {
 		return fmt.Errorf("xz: block %d at offset %d: %s", b.num, b.offset, fmt.Sprintf(format, a...))
 	}
-	section := io.NewSectionReader(d.ra, b.dataOffset(), b.compressedSize)
+	section := io.NewSectionReader(src, b.dataOffset(), b.compressedSize)
 	d.in.Reset(section)
 	// A block's data never refers further back than its own start, so a
 	// dictionary larger than the block would only waste memory.
@@ -332,7 +382,7 @@ func (d *blockDecoder) decode(b *block, buf []byte) ([]byte, error) {
 
 	padding := int(pad4(b.headerSize+b.compressedSize) - b.headerSize - b.compressedSize)
 	tail := d.tail[:padding+checkSize(b.check)]
-	if err := readAt(d.ra, tail, b.dataOffset()+b.compressedSize, "block check"); err != nil {
+	if err := readAt(src, tail, b.dataOffset()+b.compressedSize, "block check"); err != nil {
 		return out, fmt.Errorf("xz: block %d: %w", b.num, errors.Unwrap(err))
 	}
 	for _, c := range tail[:padding] {
