@@ -41,8 +41,9 @@ type row struct {
 // sample is one timed run.
 type sample struct {
 	wall    time.Duration
-	rss     int64 // bytes
-	entries int   // entries in the unpacked rootfs (first run only)
+	cpu     time.Duration // user and system, children included
+	rss     int64         // bytes
+	entries int           // entries in the unpacked rootfs (first run only)
 }
 
 // bench holds what all runs share: the input, the server, the primed
@@ -252,14 +253,13 @@ func (b *bench) runSide(s *side, dir string, count bool) (sample, error) {
 		defer b.srv.limit(false)
 	}
 	syscall.Sync()
-	wall, rss, err := launched(b.self, cmd)
+	smp, err := launched(b.self, cmd)
 	if err != nil {
 		return sample{}, fmt.Errorf("%s: %w\n%s", s.label, err, lastLines(out.String(), 20))
 	}
 	if s.want != "" && !strings.Contains(out.String(), s.want) {
 		return sample{}, fmt.Errorf("%s: output lacks %q:\n%s", s.label, s.want, lastLines(out.String(), 20))
 	}
-	smp := sample{wall: wall, rss: rss}
 	if count {
 		smp.entries = countEntries(filepath.Join(dir, "rootfs"))
 	}
@@ -422,29 +422,30 @@ func median(xs []float64) float64 {
 }
 
 // stats are the medians of a side's samples.
-func stats(ss []sample) (secs, rssMiB float64) {
-	var t, r []float64
+func stats(ss []sample) (secs, cpuSecs, rssMiB float64) {
+	var t, c, r []float64
 	for _, s := range ss {
 		t = append(t, s.wall.Seconds())
+		c = append(c, s.cpu.Seconds())
 		r = append(r, float64(s.rss)/(1<<20))
 	}
-	return median(t), median(r)
+	return median(t), median(c), median(r)
 }
 
 // printTable writes one line per row, then a check that every side
 // unpacked the same number of entries.
 func printTable(out io.Writer, rows []row, samples map[*side][]sample) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "case\tours\treference\tours s\tref s\tratio\tper-run ratios\tours RSS\tref RSS")
+	fmt.Fprintln(tw, "case\tours\treference\tours s\tref s\tratio\tper-run ratios\tCPU ratio\tours RSS\tref RSS")
 	for _, r := range rows {
-		ot, orss := stats(samples[r.ours])
-		rt, rrss := stats(samples[r.ref])
+		ot, oc, orss := stats(samples[r.ours])
+		rt, rc, rrss := stats(samples[r.ref])
 		var per []string
 		for i := range min(len(samples[r.ours]), len(samples[r.ref])) {
 			per = append(per, fmt.Sprintf("%.2f", samples[r.ours][i].wall.Seconds()/samples[r.ref][i].wall.Seconds()))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.2f\t%.2fx\t%s\t%.0f MiB\t%.0f MiB\n",
-			r.name, r.ours.label, r.ref.label, ot, rt, ot/rt, strings.Join(per, " "), orss, rrss)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.2f\t%.2fx\t%s\t%.2fx\t%.0f MiB\t%.0f MiB\n",
+			r.name, r.ours.label, r.ref.label, ot, rt, ot/rt, strings.Join(per, " "), oc/rc, orss, rrss)
 	}
 	tw.Flush()
 	counts := map[int][]string{}

@@ -12,8 +12,8 @@ import (
 )
 
 // childRun, as the first argument, makes this program a launcher:
-// childRun PROGRAM ARGS... runs the program and writes its wall time and
-// peak RSS to file descriptor 3.
+// childRun PROGRAM ARGS... runs the program and writes its wall time, peak
+// RSS and CPU time to file descriptor 3.
 //
 // The launcher exists because a child's peak RSS is not its own alone:
 // Linux starts a child made with vfork (as Go's os/exec makes them) with
@@ -38,17 +38,18 @@ func launchChild(args []string) int {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 2
 	}
-	fmt.Fprintf(report, "%d %d\n", wall.Nanoseconds(), maxRSS(cmd.ProcessState))
+	ps := cmd.ProcessState
+	fmt.Fprintf(report, "%d %d %d\n", wall.Nanoseconds(), maxRSS(ps), (ps.UserTime() + ps.SystemTime()).Nanoseconds())
 	report.Close()
 	return cmd.ProcessState.ExitCode()
 }
 
-// launched runs cmd through the launcher and returns the program's wall
-// time and peak RSS in bytes.
-func launched(self string, cmd *exec.Cmd) (time.Duration, int64, error) {
+// launched runs cmd through the launcher and returns what it measured of
+// the program.
+func launched(self string, cmd *exec.Cmd) (sample, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
-		return 0, 0, err
+		return sample{}, err
 	}
 	defer r.Close()
 	cmd.Args = append([]string{self, childRun, cmd.Path}, cmd.Args[1:]...)
@@ -57,23 +58,24 @@ func launched(self string, cmd *exec.Cmd) (time.Duration, int64, error) {
 	err = cmd.Start()
 	w.Close()
 	if err != nil {
-		return 0, 0, err
+		return sample{}, err
 	}
 	var buf [64]byte
 	n, _ := r.Read(buf[:])
 	if err := cmd.Wait(); err != nil {
-		return 0, 0, err
+		return sample{}, err
 	}
 	f := strings.Fields(string(buf[:n]))
-	if len(f) != 2 {
-		return 0, 0, errors.New("the launcher reported nothing")
+	if len(f) != 3 {
+		return sample{}, errors.New("the launcher reported nothing")
 	}
-	ns, err1 := strconv.ParseInt(f[0], 10, 64)
-	rss, err2 := strconv.ParseInt(f[1], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, 0, fmt.Errorf("launcher report %q: %w", f, err)
+	var v [3]int64
+	for i := range v {
+		if v[i], err = strconv.ParseInt(f[i], 10, 64); err != nil {
+			return sample{}, fmt.Errorf("launcher report %q: %w", f, err)
+		}
 	}
-	return time.Duration(ns), rss, nil
+	return sample{wall: time.Duration(v[0]), rss: v[1], cpu: time.Duration(v[2])}, nil
 }
 
 // maxRSS is the peak resident set of a finished child and the children it

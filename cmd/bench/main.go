@@ -9,15 +9,23 @@
 //   - cold: creating a container from an empty cache over a link limited to
 //     20 MB/s, against the shell template doing the same.
 //
-// Every run is a child process in a fresh directory; its wall time and peak
-// RSS (the child's rusage, which covers its own children) are recorded, and
-// the table gives the median of the runs of each. The ratio is ours over the
-// reference: below 1 means lxc-download is faster. Run it as root so owners
-// and device nodes are restored by both sides.
+// Every run is a child process in a fresh directory; its wall time, CPU
+// time and peak RSS (from its rusage, which covers its own children, such
+// as tar's xz) are recorded, and the table gives the median of the runs of
+// each. The ratio is ours over the reference: below 1 means lxc-download
+// is faster. The per-run ratios pair runs of the same round, and the CPU
+// ratio compares CPU time, which a busy shared machine disturbs less than
+// wall time. Peak RSS has a floor of a few MiB (the launcher's, see
+// launch.go). Run it as root so owners and device nodes are restored by
+// both sides.
 //
 // Usage (from the repository root, after `make build`):
 //
 //	go run ./cmd/bench [-runs 3] [-cases unpack,warm,cold] [-workers 0,1,2] [-input rootfs.tar.xz]
+//
+// For the scaling figures of a bigger machine, build this driver and the
+// binary statically, carry them with the input (-prepare builds it) and
+// run with -workers 1,2,4,8,16.
 package main
 
 import (
