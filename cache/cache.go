@@ -79,11 +79,6 @@ func (k Key) Check() error {
 	return nil
 }
 
-// String is the key as the index writes it: DIST;RELEASE;ARCH;VARIANT.
-func (k Key) String() string {
-	return k.Dist + ";" + k.Release + ";" + k.Arch + ";" + k.Variant
-}
-
 // Dir is the entry directory of k: ROOT/download/DIST/RELEASE/ARCH/VARIANT.
 // It fails, before building any path, when k does not pass Check.
 func (c Cache) Dir(k Key) (string, error) {
