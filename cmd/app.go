@@ -80,6 +80,13 @@ func Parse(args []string, s IO) (opts Options, help bool, err error) {
 	return opts, help, err
 }
 
+func init() {
+	// This program prints its own usage (the shell template's layout):
+	// without this, urfave/cli answers -h/--help itself with its generated
+	// help, whatever the App's HideHelp says.
+	cli.HelpFlag = nil
+}
+
 // newApp builds the urfave/cli application. Its Action only fills opts: the
 // work itself happens in Run, outside the CLI library.
 func newApp(s IO, opts *Options, help *bool) *cli.App {
@@ -145,6 +152,8 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "keyid"},
 		&cli.StringFlag{Name: "keyserver"},
 		&cli.StringFlag{Name: "keyring"},
+		&cli.StringFlag{Name: "ca-cert"},
+		&cli.StringFlag{Name: "nameserver"},
 		&cli.BoolFlag{Name: "no-validate"},
 		&cli.BoolFlag{Name: "flush-cache"},
 		&cli.BoolFlag{Name: "force-cache"},
@@ -173,6 +182,7 @@ func optionsFrom(c *cli.Context, s IO) (Options, error) {
 		KeyID:      c.String("keyid"),
 		Keyserver:  c.String("keyserver"),
 		Keyring:    c.String("keyring"),
+		CACert:     c.String("ca-cert"),
 		Validate:   !c.Bool("no-validate"),
 		FlushCache: c.Bool("flush-cache"),
 		ForceCache: c.Bool("force-cache"),
@@ -188,6 +198,13 @@ func optionsFrom(c *cli.Context, s IO) (Options, error) {
 	}
 	if o.Keyserver == "" {
 		o.Keyserver = s.getenv("DOWNLOAD_KEYSERVER")
+	}
+	ns := c.String("nameserver")
+	if ns == "" {
+		ns = s.getenv("DOWNLOAD_NAMESERVER")
+	}
+	for _, n := range strings.FieldsFunc(ns, func(r rune) bool { return r == ',' || r == ' ' }) {
+		o.Nameservers = append(o.Nameservers, n)
 	}
 	var err error
 	if o.MappedUID, err = mappedID("mapped-uid", c.String("mapped-uid")); err != nil {

@@ -3,6 +3,7 @@ package cmd
 import (
 	"bytes"
 	"os"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -46,7 +47,7 @@ func TestParseForms(t *testing.T) {
 			if err != nil || help {
 				t.Fatalf("Parse: help=%v err=%v", help, err)
 			}
-			if got != want {
+			if !reflect.DeepEqual(got, want) {
 				t.Errorf("got  %+v\nwant %+v", got, want)
 			}
 		})
@@ -70,6 +71,13 @@ func TestParseDefaultsAndEnvironment(t *testing.T) {
 	}
 	if o.Keyserver != "hkp://other" || o.Validate {
 		t.Errorf("--keyserver must override DOWNLOAD_KEYSERVER and --no-validate must clear Validate: %+v", o)
+	}
+	s, _, _ = testIO(map[string]string{"DOWNLOAD_NAMESERVER": "192.0.2.1, 192.0.2.2:5353"})
+	if o, _, err = Parse([]string{"lxc-download", "-l"}, s); err != nil || !reflect.DeepEqual(o.Nameservers, []string{"192.0.2.1", "192.0.2.2:5353"}) {
+		t.Errorf("DOWNLOAD_NAMESERVER: %q %v", o.Nameservers, err)
+	}
+	if o, _, err = Parse([]string{"lxc-download", "-l", "--nameserver=198.51.100.7"}, s); err != nil || !reflect.DeepEqual(o.Nameservers, []string{"198.51.100.7"}) {
+		t.Errorf("--nameserver must override DOWNLOAD_NAMESERVER: %q %v", o.Nameservers, err)
 	}
 }
 

@@ -41,6 +41,9 @@ type Options struct {
 	Keyserver string // --keyserver, else $DOWNLOAD_KEYSERVER
 	Keyring   string // --keyring FILE
 
+	CACert      string   // --ca-cert FILE: trust these CAs for HTTPS
+	Nameservers []string // --nameserver, else $DOWNLOAD_NAMESERVER
+
 	FlushCache bool
 	ForceCache bool
 	Verbose    bool

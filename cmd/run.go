@@ -296,7 +296,7 @@ func (r *run) cachedImage(ctx context.Context) (*image, error) {
 	if err != nil {
 		return nil, err
 	}
-	store := cache.Cache{Root: root}
+	store := cache.Cache{Root: root, Warn: r.s.Stderr}
 	key := cache.Key{Dist: o.Dist, Release: o.Release, Arch: o.Arch, Variant: o.Variant}
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, fmt.Errorf("create cache %s: %w", root, err)
@@ -380,7 +380,7 @@ func (r *run) refresh(ctx context.Context, store cache.Cache, key cache.Key, old
 	if _, err := c.FetchImage(ctx, entry, st.Dir); err != nil {
 		return nil, err
 	}
-	e, err := st.Commit(entry.Build)
+	e, err := st.Commit(entry.Build, r.mode)
 	if err != nil {
 		return nil, err
 	}
@@ -436,7 +436,7 @@ func (r *run) create(ctx context.Context, img *image) (err error) {
 
 	r.say("Unpacking the rootfs")
 	uo := cache.UnpackOptions{Excludes: img.excludes, Userns: r.mode == compat.User, Warn: r.s.Stderr}
-	if err := cache.UnpackReader(ctx, bufio.NewReaderSize(img.rootfs, 1<<20), o.Rootfs, uo); err != nil {
+	if err := cache.Unpack(ctx, img.rootfs, o.Rootfs, uo); err != nil {
 		return err
 	}
 	pts, err := securejoin.SecureJoin(o.Rootfs, "dev/pts")

@@ -26,6 +26,11 @@ Optional arguments:
                              or https://). Environment: DOWNLOAD_KEYSERVER
 [ --keyring <file> ]: OpenPGP public keys (armored or binary) to trust
 [ --no-validate ]: Disable signature validation (not recommended)
+[ --ca-cert <file> ]: Certificate authorities (PEM) to trust for HTTPS
+                      instead of the system's
+[ --nameserver <ip[:port],...> ]: DNS servers to use (default: the system's,
+                                  else Android's net.dns1/net.dns2).
+                                  Environment: DOWNLOAD_NAMESERVER
 [ --flush-cache ]: Flush the local copy (if present)
 [ --force-cache ]: Force the use of the local copy even if expired
 [ --verbose ]: Print more information about what is happening
@@ -43,6 +48,8 @@ Environment variables:
 LXC_CACHE_PATH: Cache directory (default: /var/cache/lxc, or
                 $HOME/.cache/lxc in an unprivileged user namespace)
 DOWNLOAD_KEYSERVER: Keyserver, overridden by --keyserver
+DOWNLOAD_NAMESERVER: DNS servers, overridden by --nameserver
 LXC_TEMPLATE_CONFIG, LXC_HOOK_DIR: LXC's config and hook directories
 http_proxy, https_proxy, no_proxy: Proxies for HTTP and HTTPS
+SSL_CERT_FILE, SSL_CERT_DIR: Certificate authorities instead of the system's
 `
