@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,12 +64,13 @@ type extractor struct {
 	later   []dirAttrs     // directories whose attributes are set at the end
 	laterAt map[string]int // index in later, by path
 
-	buf        []byte
-	euid, egid int
-	umask      uint32
-	warned     map[string]bool
-	entries    int
-	total      int64
+	buf          []byte
+	euid, egid   int
+	noSetxattrat bool // the kernel lacks setxattrat(2)
+	umask        uint32
+	warned       map[string]bool
+	entries      int
+	total        int64
 }
 
 // dirCacheSize bounds the open directory handles; archives sorted by name
@@ -440,11 +442,8 @@ func (e *extractor) nodeAttrs(pfd int, base, rel string, hdr *tar.Header, hasMod
 		return err
 	}
 	if len(xattrs) > 0 {
-		// There is no fd-relative lsetxattr; the parent's handle is
-		// reached through /proc, the last component is not followed.
-		p := "/proc/self/fd/" + strconv.Itoa(pfd) + "/" + base
 		if err := e.setXattrs(rel, xattrs, func(name string, value []byte) error {
-			return unix.Lsetxattr(p, name, value, 0)
+			return e.lsetxattrat(pfd, base, name, value)
 		}); err != nil {
 			return err
 		}
@@ -714,6 +713,53 @@ func (e *extractor) setXattrs(rel string, xs []xattr, set func(name string, valu
 		default:
 			e.warnOnce("xattr-"+ns+"-"+err.Error(), "extended attributes of the %q namespace are refused by the system and not restored (first: %q on %q: %v)", ns, x.name, rel, err)
 		}
+	}
+	return nil
+}
+
+// lsetxattrat sets an extended attribute of pfd/base without following a
+// symlink there: with setxattrat(2) (Linux 6.13), else through the parent's
+// handle in /proc (lsetxattr has no fd-relative form). Without either, the
+// attribute is not set (a warning), rather than set through a path that
+// could lead out of the rootfs.
+func (e *extractor) lsetxattrat(pfd int, base, name string, value []byte) error {
+	if !e.noSetxattrat {
+		err := setxattrat(pfd, base, name, value)
+		if err != unix.ENOSYS {
+			return err
+		}
+		e.noSetxattrat = true
+	}
+	return unix.Lsetxattr("/proc/self/fd/"+strconv.Itoa(pfd)+"/"+base, name, value, 0)
+}
+
+// xattrArgs is struct xattr_args of setxattrat(2).
+type xattrArgs struct {
+	value uint64
+	size  uint32
+	flags uint32
+}
+
+func setxattrat(dirfd int, path, name string, value []byte) error {
+	p, err := unix.BytePtrFromString(path)
+	if err != nil {
+		return err
+	}
+	n, err := unix.BytePtrFromString(name)
+	if err != nil {
+		return err
+	}
+	args := xattrArgs{size: uint32(len(value))}
+	if len(value) > 0 {
+		args.value = uint64(uintptr(unsafe.Pointer(&value[0])))
+	}
+	_, _, errno := unix.Syscall6(unix.SYS_SETXATTRAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)),
+		unix.AT_SYMLINK_NOFOLLOW, uintptr(unsafe.Pointer(n)), uintptr(unsafe.Pointer(&args)), unsafe.Sizeof(args))
+	runtime.KeepAlive(value)
+	runtime.KeepAlive(p)
+	runtime.KeepAlive(n)
+	if errno != 0 {
+		return errno
 	}
 	return nil
 }

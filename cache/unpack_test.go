@@ -48,7 +48,10 @@ func TestExtractRootfs(t *testing.T) {
 		add(&tar.Header{Typeflag: tar.TypeDir, Name: "./dev/", Mode: 0o755}, "").
 		add(&tar.Header{Typeflag: tar.TypeChar, Name: "./dev/null", Mode: 0o666, Devmajor: 1, Devminor: 3}, "").
 		add(&tar.Header{Typeflag: tar.TypeBlock, Name: "./dev/loop0", Mode: 0o660, Gid: 6, Devmajor: 7, Devminor: 0}, "").
-		add(&tar.Header{Typeflag: tar.TypeFifo, Name: "./dev/initctl", Mode: 0o600}, "").
+		add(&tar.Header{Typeflag: tar.TypeFifo, Name: "./dev/initctl", Mode: 0o600,
+			PAXRecords: map[string]string{"SCHILY.xattr.trusted.fifo": "f"}}, "").
+		add(&tar.Header{Typeflag: tar.TypeSymlink, Name: "./dev/stdin", Linkname: "/proc/self/fd/0",
+			PAXRecords: map[string]string{"SCHILY.xattr.trusted.link": "l"}}, "").
 		add(&tar.Header{Typeflag: tar.TypeReg, Name: "./empty", Mode: 0o644}, "")
 	s := newSandbox(t)
 	if err := os.Chmod(s.rootfs, 0o700); err != nil {
@@ -124,6 +127,41 @@ func TestExtractRootfs(t *testing.T) {
 	}
 	if got := getxattr(t, s.path("usr/bin/tagged"), "trusted.t"); got != "x" {
 		t.Errorf("trusted.t = %q", got)
+	}
+	if got := getxattr(t, s.path("dev/initctl"), "trusted.fifo"); got != "f" {
+		t.Errorf("trusted.fifo = %q", got)
+	}
+	if got := getxattr(t, s.path("dev/stdin"), "trusted.link"); got != "l" {
+		t.Errorf("trusted.link = %q", got)
+	}
+}
+
+// TestLsetxattrat covers both ways of setting an attribute on a symlink
+// without following it: setxattrat(2) and, for kernels before 6.13, the
+// parent's handle in /proc.
+func TestLsetxattrat(t *testing.T) {
+	needRoot(t) // user.* attributes are not allowed on symlinks
+	for _, viaProc := range []bool{false, true} {
+		s := newSandbox(t)
+		if err := os.Symlink(filepath.Join(s.canary, "file"), s.path("link")); err != nil {
+			t.Fatal(err)
+		}
+		e, err := newExtractor(context.Background(), s.rootfs, UnpackOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.noSetxattrat = viaProc
+		if err := e.lsetxattrat(e.rootFd, "link", "trusted.x", []byte("v")); err != nil {
+			t.Fatalf("via /proc %v: %v", viaProc, err)
+		}
+		e.close()
+		if got := getxattr(t, s.path("link"), "trusted.x"); got != "v" {
+			t.Errorf("via /proc %v: trusted.x = %q", viaProc, got)
+		}
+		s.checkOutside()
+		if _, err := unix.Getxattr(filepath.Join(s.canary, "file"), "trusted.x", nil); err == nil {
+			t.Errorf("via /proc %v: the link was followed", viaProc)
+		}
 	}
 }
 
