@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -724,4 +725,32 @@ func TestFetchImageCancelled(t *testing.T) {
 		t.Errorf("%v", err)
 	}
 	r.checkNoFinal()
+}
+
+// TestDiskFull: a download that fills the disk fails with a local error
+// (no retry, not "unreachable") and leaves nothing behind. It needs a
+// small filesystem of its own, which only root can mount.
+func TestDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	r := newRig(t)
+	r.bigRootfs()
+	if err := syscall.Mount("tmpfs", r.dir, "tmpfs", 0, "size=256k"); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v", err)
+	}
+	defer syscall.Unmount(r.dir, syscall.MNT_DETACH)
+	_, err := r.fetch(r.client())
+	wantErr(t, err, "no space left on device", filepath.Join(r.dir, "rootfs.tar.xz.partial"))
+	if !errors.Is(err, syscall.ENOSPC) || fetch.IsUnreachable(err) {
+		t.Errorf("%#v", err)
+	}
+	if n := len(r.srv.RequestsFor(r.path("rootfs.tar.xz"))); n != 1 {
+		t.Errorf("retried %d times", n)
+	}
+	for _, n := range r.dirFiles() {
+		if strings.HasPrefix(n, "rootfs") {
+			t.Errorf("%s left on the full disk", n)
+		}
+	}
 }
