@@ -322,7 +322,7 @@ func TestIndexOnlyFromPrimary(t *testing.T) {
 		o.Server = redirector.Listener.Addr().String()
 		o.RootCAs.AddCert(redirector.Certificate())
 	}).Index(context.Background(), compat.System)
-	wantErr(t, err, "redirected to "+r.srv.Host, "only taken from the primary server")
+	wantErr(t, err, "download https://"+redirector.Listener.Addr().String()+"/meta/1.0/index-system.7: redirected to "+r.srv.Host, "only taken from the primary server")
 	if n := len(r.srv.Requests()); n != 0 {
 		t.Errorf("%d requests reached the other host", n)
 	}

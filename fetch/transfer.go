@@ -230,7 +230,12 @@ func (t *transfer) attempt(ctx context.Context, scheme string, noGeoIP bool) (st
 				host = pu.Host
 			}
 		}
-		return host, false, stalled(unwrapURLError(err))
+		err = stalled(unwrapURLError(err))
+		if !isNetFailure(err) {
+			// A refused redirect, say: name the file it was for.
+			err = fmt.Errorf("download %s: %w", u, err)
+		}
+		return host, false, err
 	}
 	defer resp.Body.Close()
 	served := resp.Request.URL.Host
