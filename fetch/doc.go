@@ -27,6 +27,9 @@
 // naming the mirror. When validating and HTTPS cannot connect at all, plain
 // HTTP is tried, with a warning: signatures still protect the content.
 //
-// Proxies come from http_proxy, https_proxy and no_proxy (either case).
+// HTTPS is always verified: against Options.CACert, else the system's
+// roots (SSL_CERT_FILE and SSL_CERT_DIR included), else Android's, else a
+// built-in set. Proxies come from http_proxy, https_proxy and no_proxy
+// (either case). All connections are set up in one place, newTransport.
 // Nothing is written outside the directory a caller gives.
 package fetch
