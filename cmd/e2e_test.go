@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +28,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	// Tests that run the binary as another user need to reach it.
+	os.Chmod(dir, 0o755)
 	binary = filepath.Join(dir, "lxc-download")
 	build := exec.Command("go", "build", "-trimpath", "-o", binary, "..")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -60,6 +63,7 @@ type env struct {
 	rootfs string
 	cache  string
 	name   string
+	uid    int // when not 0, runs of the binary are made as this user (and group)
 }
 
 func newEnv(t *testing.T, images ...fetchtest.Image) *env {
@@ -129,6 +133,9 @@ func (e *env) runWith(prog string, args ...string) result {
 	e.t.Helper()
 	cmd := exec.Command(prog, args...)
 	cmd.Env = e.environ()
+	if e.uid != 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(e.uid), Gid: uint32(e.uid)}}
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -449,3 +456,98 @@ func TestStandalone(t *testing.T) {
 }
 
 var _ = runtime.GOARCH
+
+// TestReadOnlyCache: a cache that cannot be written still serves what it
+// holds, and a download then goes next to the container (never /tmp) and
+// is not kept (issue 4). Root ignores permissions, so as root the binary
+// runs as nobody.
+func TestReadOnlyCache(t *testing.T) {
+	e := newEnv(t)
+	if os.Geteuid() == 0 {
+		e.uid = 65534
+		// nobody must reach the container, its rootfs and the server's
+		// CA and key files; temporary directories are 0700.
+		for _, p := range []string{e.srv.CAFile, e.srv.KeyFile, e.rootfs} {
+			openParents(p)
+		}
+		for _, p := range []string{e.path, e.rootfs, filepath.Join(e.path, "config")} {
+			if err := os.Chown(p, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := os.MkdirAll(e.cache, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(e.cache, 0o555)
+	r := e.run(e.image()...)
+	if r.code != 0 {
+		t.Fatalf("create with a read-only cache:\n%s", r)
+	}
+	if !strings.Contains(r.stderr, "WARNING: The cache "+e.cache+" is not writable") {
+		t.Errorf("no warning about the read-only cache:\n%s", r)
+	}
+	if strings.Contains(r.stdout, "The image cache is now ready") {
+		t.Errorf("claims to have cached the image:\n%s", r)
+	}
+	if b, _ := os.ReadFile(filepath.Join(e.rootfs, "etc/hostname")); string(b) != "c1\n" {
+		t.Errorf("etc/hostname %q", b)
+	}
+	if names, _ := os.ReadDir(e.cache); len(names) != 0 {
+		t.Errorf("the read-only cache was written: %v", names)
+	}
+	ents, _ := os.ReadDir(e.path)
+	for _, d := range ents {
+		if strings.HasPrefix(d.Name(), ".lxc-download") {
+			t.Errorf("temporary stage left in %s: %s", e.path, d.Name())
+		}
+	}
+
+	// A cache filled earlier is used although it cannot be written.
+	os.Chmod(e.cache, 0o755)
+	e.uid = 0
+	e.newContainer("c2")
+	if r := e.run(e.image()...); r.code != 0 {
+		t.Fatalf("fill the cache:\n%s", r)
+	}
+	if err := filepath.WalkDir(e.cache, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			err = os.Chmod(p, 0o555)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		filepath.WalkDir(e.cache, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				os.Chmod(p, 0o755)
+			}
+			return nil
+		})
+	})
+	e.newContainer("c3")
+	if os.Geteuid() == 0 {
+		e.uid = 65534
+		for _, p := range []string{e.path, e.rootfs, filepath.Join(e.path, "config")} {
+			os.Chown(p, 65534, 65534)
+		}
+	}
+	before := len(e.srv.Requests())
+	r = e.run(e.image()...)
+	if r.code != 0 || !strings.Contains(r.stdout, "Using image from local cache") {
+		t.Fatalf("create from a read-only warm cache:\n%s", r)
+	}
+	if n := len(e.srv.Requests()) - before; n != 0 {
+		t.Errorf("%d requests to the server, want none", n)
+	}
+}
+
+// openParents makes the directories above p, up to the temporary
+// directory, searchable by everyone (t.TempDir and os.MkdirTemp make them
+// 0700), for runs of the binary as another user.
+func openParents(p string) {
+	for d := filepath.Dir(p); d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+}

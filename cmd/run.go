@@ -298,8 +298,14 @@ func (r *run) cachedImage(ctx context.Context) (*image, error) {
 	}
 	store := cache.Cache{Root: root, Warn: r.s.Stderr}
 	key := cache.Key{Dist: o.Dist, Release: o.Release, Arch: o.Arch, Variant: o.Variant}
+	// A cache that cannot be written (a read-only /var, another user's
+	// cache) still serves what it holds; a download then goes next to the
+	// container instead, and is not kept.
+	var readOnly error
 	if err := os.MkdirAll(root, 0o755); err != nil {
-		return nil, fmt.Errorf("create cache %s: %w", root, err)
+		readOnly = err
+	} else {
+		readOnly = store.Writable()
 	}
 	unlock, err := store.Lock(ctx, key)
 	if err != nil {
@@ -334,19 +340,51 @@ func (r *run) cachedImage(ctx context.Context) (*image, error) {
 
 	if useCache {
 		r.say("Using image from local cache")
-	} else if e, err = r.refresh(ctx, store, key, e, now); err != nil {
+		return r.snapshot(e)
+	}
+	e, cleanup, err := r.refresh(ctx, store, key, e, now, readOnly)
+	if err != nil {
 		return nil, err
 	}
+	// The snapshot holds the rootfs open and the meta files in memory, so
+	// a temporary entry can go as soon as it is taken.
+	defer cleanup()
 	return r.snapshot(e)
 }
 
+// stage is where a download goes: the cache's staging directory, or, when
+// the cache cannot be written, a temporary one beside the container (never
+// /tmp: tmpfs and noexec /tmp broke the shell template). cleanup removes a
+// temporary stage and the entry made in it.
+func (r *run) stage(store cache.Cache, key cache.Key, readOnly error) (st *cache.Stage, cleanup func(), err error) {
+	if readOnly == nil {
+		st, err := store.Stage(key)
+		if err != nil {
+			return nil, nil, err
+		}
+		return st, func() {}, nil
+	}
+	parent := r.o.Path
+	if parent == "" {
+		parent = filepath.Dir(filepath.Clean(r.o.Rootfs))
+	}
+	r.warnOnce("readonly", "The cache %s is not writable (%v); downloading to %s without caching", store.Root, readOnly, parent)
+	st, err = cache.NewTempStage(parent)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, st.Cleanup, nil
+}
+
 // refresh asks the server for the image and downloads it unless the cached
-// entry old already has that build.
-func (r *run) refresh(ctx context.Context, store cache.Cache, key cache.Key, old *cache.Entry, now time.Time) (*cache.Entry, error) {
+// entry old already has that build. cleanup releases a temporary entry
+// (see stage) once the caller has taken what it needs from it.
+func (r *run) refresh(ctx context.Context, store cache.Cache, key cache.Key, old *cache.Entry, now time.Time, readOnly error) (e *cache.Entry, cleanup func(), err error) {
 	o := r.o
+	cleanup = func() {}
 	c, err := r.fetchClient(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r.say("Downloading the image index")
 	ix, err := c.Index(ctx, r.mode)
@@ -354,43 +392,57 @@ func (r *run) refresh(ctx context.Context, store cache.Cache, key cache.Key, old
 		if old != nil && fetch.IsUnreachable(err) {
 			r.warnOnce("offline", "The image server cannot be reached (%v); using the cached copy", err)
 			r.say("Using image from local cache")
-			return old, nil
+			return old, cleanup, nil
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	entry, err := ix.Find(compat.Query{Dist: o.Dist, Release: o.Release, Arch: o.Arch, Variant: o.Variant})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// The 30-day cap applies even when the build is unchanged: a copy that
 	// old is fetched again, whatever the index says.
 	if old != nil && old.BuildID == entry.Build && now.Sub(old.Fetched) < cache.MaxAge {
 		r.say("The cache is already up to date")
 		r.say("Using image from local cache")
-		return old, nil
+		return old, cleanup, nil
 	}
 
-	st, err := store.Stage(key)
+	st, cleanup, err := r.stage(store, key, readOnly)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer st.Abort()
+	defer func() {
+		if err == nil {
+			return
+		}
+		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+			// A partial download is worth keeping to resume, except
+			// when it is what filled the disk.
+			st.Cleanup()
+		} else {
+			st.Abort()
+		}
+		cleanup()
+	}()
 	r.say("Downloading the rootfs")
 	r.say("Downloading the metadata")
 	if _, err := c.FetchImage(ctx, entry, st.Dir); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	e, err := st.Commit(entry.Build, r.mode)
-	if err != nil {
-		return nil, err
+	if e, err = st.Commit(entry.Build, r.mode); err != nil {
+		return nil, nil, err
 	}
-	if o.MappedUID >= 0 || o.MappedGID >= 0 {
+	st.Abort() // tidies the stage; the entry stays
+	if readOnly == nil && (o.MappedUID >= 0 || o.MappedGID >= 0) {
 		// Like the shell template, a cache that cannot be handed over is
 		// not an error: the container can still be made.
 		_ = store.Chown(o.MappedUID, o.MappedGID)
 	}
-	r.say("The image cache is now ready")
-	return e, nil
+	if readOnly == nil {
+		r.say("The image cache is now ready")
+	}
+	return e, cleanup, nil
 }
 
 // snapshot opens the entry's rootfs and reads the meta files a run needs.
