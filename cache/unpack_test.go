@@ -26,6 +26,7 @@ func TestExtractRootfs(t *testing.T) {
 		add(&tar.Header{Typeflag: tar.TypeDir, Name: "./etc/", Mode: 0o755, ModTime: dirTime}, "").
 		add(&tar.Header{Typeflag: tar.TypeReg, Name: "./etc/shadow", Mode: 0o640, Gid: 42}, "root:*:1::::::\n").
 		add(&tar.Header{Typeflag: tar.TypeReg, Name: "./etc/everyone", Mode: 0o666}, "rw\n").
+		add(&tar.Header{Typeflag: tar.TypeReg, Name: "./etc/gshadow", Mode: 0}, "root:*::\n").
 		add(&tar.Header{Typeflag: tar.TypeDir, Name: "./usr/", Mode: 0o755}, "").
 		add(&tar.Header{Typeflag: tar.TypeDir, Name: "./usr/bin/", Mode: 0o755}, "").
 		add(&tar.Header{Typeflag: tar.TypeReg, Name: "./usr/bin/su", Mode: 0o4755}, "#!su\n").
@@ -73,6 +74,7 @@ func TestExtractRootfs(t *testing.T) {
 		".":                  {unix.S_IFDIR, 0o755, 0, 0, ""},
 		"etc/shadow":         {unix.S_IFREG, 0o640, 0, 42, "root:*:1::::::\n"},
 		"etc/everyone":       {unix.S_IFREG, 0o666, 0, 0, "rw\n"},
+		"etc/gshadow":        {unix.S_IFREG, 0, 0, 0, "root:*::\n"},
 		"usr/bin/su":         {unix.S_IFREG, 0o4755, 0, 0, "#!su\n"},
 		"usr/bin/wall":       {unix.S_IFREG, 0o2755, 0, 5, "#!wall\n"},
 		"usr/bin/ping":       {unix.S_IFREG, 0o755, 0, 0, "#!ping\n"},
@@ -189,7 +191,7 @@ func TestExtractUserns(t *testing.T) {
 	s := newSandbox(t)
 	var warn bytes.Buffer
 	mustExtract(t, s, tb.bytes(), UnpackOptions{Userns: true, Warn: &warn})
-	if n := strings.Count(warn.String(), "WARNING: "); n != 1 || !strings.Contains(warn.String(), "device nodes") {
+	if n := strings.Count(warn.String(), "device nodes"); n != 1 {
 		t.Errorf("want one warning about device nodes, got:\n%s", warn.String())
 	}
 	for _, p := range []string{"dev/null", "dev/zero", "dev/sda"} {
@@ -215,6 +217,7 @@ func TestExtractExcludes(t *testing.T) {
 		dir("./etc/", 0o755).
 		file("./etc/keep", 0o644, "k").
 		file("./etc/drop.bak", 0o644, "d").
+		hardlink("./etc/link-to-excluded", "./etc/keep").
 		dir("./var/", 0o755).
 		dir("./var/cache/", 0o755).
 		dir("./var/cache/apt/", 0o755).
@@ -228,7 +231,7 @@ func TestExtractExcludes(t *testing.T) {
 	}})
 	for p, present := range map[string]bool{
 		"dev": true, "dev/console": false, "dev/pts": false, "dev/pts/0": false,
-		"etc/keep": false, "etc/drop.bak": false,
+		"etc/keep": false, "etc/drop.bak": false, "etc/link-to-excluded": false,
 		"var": true, "var/cache": false, "var/cache/apt/pkgcache.bin": false, "var/cachefile": true,
 		"sub/etc/keep": true, "x[1]": false,
 	} {
@@ -392,7 +395,7 @@ func TestExtractXattrUnsupported(t *testing.T) {
 	s := newSandbox(t)
 	var warn bytes.Buffer
 	mustExtract(t, s, tb.bytes(), UnpackOptions{Warn: &warn})
-	if n := strings.Count(warn.String(), "WARNING: "); n != 1 || !strings.Contains(warn.String(), "does not support") {
+	if n := strings.Count(warn.String(), "does not support"); n != 1 {
 		t.Errorf("want one warning, got:\n%s", warn.String())
 	}
 	if got := readFile(t, s.path("c")); got != "c" {
