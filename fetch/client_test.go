@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -434,5 +435,32 @@ func TestCACert(t *testing.T) {
 	r := newRig(t)
 	if _, err := r.client(func(o *fetch.Options) { o.RootCAs = nil; o.CACert = r.srv.CAFile }).Index(context.Background(), compat.System); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestConnectTimeout: a server that never accepts the connection is given
+// up after the connect timeout, on each attempt.
+func TestConnectTimeout(t *testing.T) {
+	r := newRig(t)
+	var dials atomic.Int32
+	start := time.Now()
+	_, err := r.client(func(o *fetch.Options) {
+		o.Validate, o.Keyring = false, nil
+		o.ConnectTimeout = 100 * time.Millisecond
+		o.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dials.Add(1)
+			<-ctx.Done() // a black hole
+			return nil, ctx.Err()
+		}
+	}).Index(context.Background(), compat.System)
+	wantErr(t, err, r.srv.URL+"/meta/1.0/index-system.7", "3 attempts")
+	if !fetch.IsUnreachable(err) {
+		t.Errorf("%v not unreachable", err)
+	}
+	if n := dials.Load(); n != 3 {
+		t.Errorf("%d connections tried", n)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
 	}
 }
