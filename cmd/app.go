@@ -26,13 +26,17 @@ type IO struct {
 	// Interactive reports whether Stdin is a terminal a person can answer
 	// the Distribution/Release/Architecture questions on.
 	Interactive bool
+	// StdoutTerminal reports whether Stdout is a terminal: progress is then
+	// drawn as bars, else written as plain lines for logs.
+	StdoutTerminal bool
 	// Getenv looks up environment variables; nil means os.Getenv.
 	Getenv func(string) string
 }
 
 // Stdio returns the process's own standard streams.
 func Stdio() IO {
-	return IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Interactive: isTerminal(os.Stdin)}
+	return IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		Interactive: isTerminal(os.Stdin), StdoutTerminal: isTerminal(os.Stdout)}
 }
 
 func (s IO) getenv(k string) string {

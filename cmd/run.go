@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -192,25 +193,33 @@ func (r *run) fetchClient(ctx context.Context) (*fetch.Client, error) {
 	if r.client != nil {
 		return r.client, nil
 	}
-	var kr openpgp.EntityList
-	if r.o.Validate {
-		r.say("Setting up the GPG keyring")
-		var err error
-		if kr, err = r.keyring(ctx); err != nil {
-			return nil, err
-		}
-	} else {
-		r.warnOnce("novalidate", "Running without gpg validation!")
-	}
 	fo := fetch.Options{
 		Server:   r.o.Server,
 		Version:  Version,
 		Validate: r.o.Validate,
-		Keyring:  kr,
 		Warn:     r.s.Stderr,
+		CACert:   r.o.CACert,
 	}
 	if r.o.Verbose {
 		fo.Verbose = r.s.Stdout
+	}
+	if r.out != io.Discard {
+		fo.Progress = r.s.Stdout
+		fo.ProgressTerminal = r.s.StdoutTerminal
+	}
+	if r.o.Validate {
+		r.say("Setting up the GPG keyring")
+		// The keyserver is reached like the image server: same proxies,
+		// CA roots and timeouts.
+		hc, err := fetch.NewHTTPClient(fo)
+		if err != nil {
+			return nil, err
+		}
+		if fo.Keyring, err = r.keyring(ctx, hc); err != nil {
+			return nil, err
+		}
+	} else {
+		r.warnOnce("novalidate", "Running without gpg validation!")
 	}
 	c, err := fetch.New(fo)
 	if err != nil {
@@ -224,7 +233,7 @@ func (r *run) fetchClient(ctx context.Context) (*fetch.Client, error) {
 // of images.linuxcontainers.org or the keys of --keyring, narrowed to
 // --keyid; a --keyid that no local keyring holds, or any --keyid with an
 // explicit --keyserver, is fetched from the keyserver.
-func (r *run) keyring(ctx context.Context) (openpgp.EntityList, error) {
+func (r *run) keyring(ctx context.Context, hc *http.Client) (openpgp.EntityList, error) {
 	var local openpgp.EntityList
 	var err error
 	if r.o.Keyring != "" {
@@ -249,7 +258,7 @@ func (r *run) keyring(ctx context.Context) (openpgp.EntityList, error) {
 		}
 		keyserver = DefaultKeyserver
 	}
-	got, err := fetch.FetchKey(ctx, keyserver, r.o.KeyID, nil)
+	got, err := fetch.FetchKey(ctx, keyserver, r.o.KeyID, hc)
 	if err == nil {
 		return got, nil
 	}

@@ -42,6 +42,7 @@ type fileProgress struct {
 	bar     *progressbar.ProgressBar
 	ended   bool
 	ok      bool
+	silent  bool // plain lines: too small a file to report
 }
 
 func (ui *progressUI) file(name string) *fileProgress {
@@ -69,7 +70,7 @@ func (p *fileProgress) start(total, at int64) {
 				p.bar.ChangeMax64(barMax(total))
 				p.bar.Reset()
 			}
-			if !ui.term {
+			if !ui.term && !p.silent {
 				fmt.Fprintf(ui.w, "%s: starting over\n", p.name)
 				p.nextPct = 25
 			}
@@ -78,6 +79,12 @@ func (p *fileProgress) start(total, at int64) {
 	}
 	p.started = true
 	p.total, p.from, p.done, p.begin = total, at, at, time.Now()
+	if !ui.term && total >= 0 && total < quarterLinesFrom {
+		// A log gains nothing from lines about a file that arrives at
+		// once (the meta tarball, a small test image).
+		p.silent = true
+		return
+	}
 	if !ui.term {
 		switch {
 		case at > 0 && total >= 0:
@@ -190,6 +197,9 @@ func (p *fileProgress) finish(ok bool) {
 		return
 	}
 	p.ended, p.ok = true, ok
+	if p.silent {
+		return
+	}
 	if !ui.term {
 		if ok && !p.started {
 			fmt.Fprintf(ui.w, "%s: complete from an earlier download\n", p.name)
