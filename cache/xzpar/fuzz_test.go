@@ -2,6 +2,7 @@ package xzpar
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -21,12 +22,14 @@ func readBounded(r io.Reader) ([]byte, bool, error) {
 	return out, len(out) > fuzzMaxOutput, err
 }
 
-// FuzzNewReader checks that no input makes the decoder panic, hang or
-// return anything but an "xz: " error, and that whatever it decodes is
-// what ulikunitz/xz's serial decoder decodes from the same input.
+// FuzzNewReader checks that no input makes the decoders panic, hang or
+// return anything but an "xz: " error, and that whatever NewReader
+// decodes is what ulikunitz/xz's serial decoder and NewStreamReader decode
+// from the same input.
 func FuzzNewReader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		o := Options{Workers: 3, MaxBlockSize: 4 << 20}
+		streamed, streamErr := fuzzStream(t, data, o)
 		r, err := NewReader(bytes.NewReader(data), int64(len(data)), o)
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "xz: ") {
@@ -43,6 +46,9 @@ func FuzzNewReader(f *testing.F) {
 		}
 		if err != nil || tooBig {
 			return
+		}
+		if streamErr == nil && !bytes.Equal(got, streamed) {
+			t.Fatalf("decoded %d bytes, NewStreamReader %d, and they differ", len(got), len(streamed))
 		}
 
 		// ulikunitz/xz allocates the dictionary a header declares, so
@@ -66,4 +72,25 @@ func FuzzNewReader(f *testing.F) {
 			t.Fatalf("decoded %d bytes, serial decoder %d, and they differ", len(got), len(want))
 		}
 	})
+}
+
+// fuzzStream decodes data with NewStreamReader, checking its errors are
+// xz errors; output over fuzzMaxOutput counts as an error.
+func fuzzStream(t *testing.T, data []byte, o Options) ([]byte, error) {
+	r, err := NewStreamReader(bytes.NewReader(data), o)
+	if err != nil {
+		if !strings.HasPrefix(err.Error(), "xz: ") {
+			t.Fatalf("NewStreamReader: %v", err)
+		}
+		return nil, err
+	}
+	defer r.Close()
+	out, tooBig, err := readBounded(r)
+	if err != nil && !strings.HasPrefix(err.Error(), "xz: ") {
+		t.Fatalf("NewStreamReader Read: %v", err)
+	}
+	if err == nil && tooBig {
+		err = errors.New("too big")
+	}
+	return out, err
 }

@@ -139,6 +139,39 @@ func decodeAll(tb testing.TB, data []byte, o Options) ([]byte, bool, error) {
 	return out, parallel, err
 }
 
+// decodeStream decodes data with NewStreamReader, reading it in pieces of
+// varying sizes, and reports how many blocks workers decoded.
+func decodeStream(tb testing.TB, data []byte, o Options) ([]byte, int64, error) {
+	tb.Helper()
+	r, err := NewStreamReader(&choppyReader{data: data}, o)
+	if err != nil {
+		return nil, 0, err
+	}
+	out, err := io.ReadAll(r)
+	if cerr := r.Close(); cerr != nil {
+		tb.Errorf("Close: %v", cerr)
+	}
+	return out, r.(*parallelReader).workerBlocks.Load(), err
+}
+
+// choppyReader returns its data in pieces of 1 to 8000 bytes, like a
+// network connection.
+type choppyReader struct {
+	data []byte
+	n    int
+}
+
+// Read implements io.Reader.
+func (c *choppyReader) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	c.n = (c.n*7919 + 13) % 8000
+	n := copy(p[:min(len(p), c.n+1)], c.data)
+	c.data = c.data[n:]
+	return n, nil
+}
+
 // waitGoroutines fails the test if the number of goroutines does not come
 // back down to want within a few seconds.
 func waitGoroutines(tb testing.TB, want int) {

@@ -25,6 +25,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ulikunitz/xz/lzma"
 )
@@ -127,17 +128,25 @@ type parallelReader struct {
 	jobs    chan *job   // to the workers
 	pending chan *job   // to Read, in output order
 	quit    chan struct{}
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // the workers
 	once    sync.Once
+
+	dispatched     chan struct{} // closed when the dispatcher returns
+	waitDispatcher bool
+
+	// workerBlocks counts the blocks decoded by workers, for tests.
+	workerBlocks atomic.Int64
 
 	cur *job // the job being read, nil between jobs
 	off int  // read position in cur.buf
 	err error
 }
 
-// newParallelReader starts the workers and a goroutine running dispatch,
-// which must close jobs and pending when it returns.
-func newParallelReader(workers int, o Options, dispatch func(r *parallelReader)) *parallelReader {
+// newParallelReader starts the workers and a goroutine running dispatch.
+// Close waits for dispatch to return if waitDispatcher is set; a
+// dispatcher that may block outside the reader's channels (reading a
+// stream) is left to return on its own.
+func newParallelReader(workers int, o Options, waitDispatcher bool, dispatch func(r *parallelReader)) *parallelReader {
 	r := &parallelReader{
 		progress: o.Progress,
 		free:     make(chan []byte, workers+1),
@@ -145,14 +154,17 @@ func newParallelReader(workers int, o Options, dispatch func(r *parallelReader))
 		jobs:     make(chan *job),
 		pending:  make(chan *job, workers+1),
 		quit:     make(chan struct{}),
+
+		dispatched:     make(chan struct{}),
+		waitDispatcher: waitDispatcher,
 	}
 	for range workers + 1 {
 		r.free <- nil
 		r.inputs <- nil
 	}
-	r.wg.Add(workers + 1)
+	r.wg.Add(workers)
 	go func() {
-		defer r.wg.Done()
+		defer close(r.dispatched)
 		defer close(r.pending)
 		defer close(r.jobs)
 		dispatch(r)
@@ -165,7 +177,7 @@ func newParallelReader(workers int, o Options, dispatch func(r *parallelReader))
 
 // newFileReader decodes the blocks of a parsed file.
 func newFileReader(ra io.ReaderAt, l *layout, o Options) *parallelReader {
-	return newParallelReader(min(o.Workers, len(l.blocks)), o, func(r *parallelReader) {
+	return newParallelReader(min(o.Workers, len(l.blocks)), o, true, func(r *parallelReader) {
 		for i := range l.blocks {
 			b := &l.blocks[i]
 			buf, ok := r.takeBuffer()
@@ -228,6 +240,7 @@ func (r *parallelReader) work() {
 				return
 			}
 			j.buf, j.err = d.decode(j.b, j.src, j.buf)
+			r.workerBlocks.Add(1)
 			if j.input != nil {
 				// inputs has room for every buffer.
 				r.inputs <- j.input[:0]
@@ -308,6 +321,9 @@ func (r *parallelReader) Close() error {
 	r.once.Do(func() {
 		close(r.quit)
 		r.wg.Wait()
+		if r.waitDispatcher {
+			<-r.dispatched
+		}
 	})
 	return nil
 }
@@ -395,6 +411,19 @@ func (d *blockDecoder) decode(b *block, src io.ReaderAt, buf []byte) ([]byte, er
 
 // crc64Table is the ECMA-182 table xz's CRC64 uses.
 var crc64Table = crc64.MakeTable(crc64.ECMA)
+
+// checkName names a check ID in errors.
+func checkName(id byte) string {
+	switch id {
+	case checkCRC32:
+		return "CRC32"
+	case checkCRC64:
+		return "CRC64"
+	case checkSHA256:
+		return "SHA-256"
+	}
+	return fmt.Sprintf("check %#x", id)
+}
 
 // verifyCheck compares the block's stored check with one computed on data.
 func verifyCheck(b *block, data, stored []byte, fail func(string, ...any) error) error {

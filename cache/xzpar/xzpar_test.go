@@ -57,6 +57,17 @@ func TestRoundTripXZ(t *testing.T) {
 				if parallel != tc.parallel {
 					t.Errorf("workers=%d: parallel=%v, want %v", workers, parallel, tc.parallel)
 				}
+				got, inWorkers, err := decodeStream(t, xzData, Options{Workers: workers})
+				if err != nil {
+					t.Fatalf("stream, workers=%d: %v", workers, err)
+				}
+				if !bytes.Equal(got, data) {
+					t.Fatalf("stream, workers=%d: decoded %d bytes differ from the %d bytes compressed", workers, len(got), len(data))
+				}
+				// xz --threads writes sizes in block headers; xz -T1 does not.
+				if (inWorkers > 0) != (tc.parallel || slices.Contains(tc.args, "-T0")) {
+					t.Errorf("stream, workers=%d: %d blocks decoded by workers", workers, inWorkers)
+				}
 			}
 		})
 	}
@@ -65,12 +76,20 @@ func TestRoundTripXZ(t *testing.T) {
 func TestSmallInputs(t *testing.T) {
 	for _, data := range [][]byte{{}, {'x'}, bytes.Repeat([]byte{'a'}, 100_000)} {
 		for _, args := range [][]string{{"-T1"}, {"-T2", "--block-size=4096"}} {
-			got, _, err := decodeAll(t, xzCompress(t, data, args...), Options{Workers: 2})
+			file := xzCompress(t, data, args...)
+			got, _, err := decodeAll(t, file, Options{Workers: 2})
 			if err != nil {
 				t.Fatalf("%d bytes, xz %v: %v", len(data), args, err)
 			}
 			if !bytes.Equal(got, data) {
 				t.Fatalf("%d bytes, xz %v: got %d bytes", len(data), args, len(got))
+			}
+			got, _, err = decodeStream(t, file, Options{Workers: 2})
+			if err != nil {
+				t.Fatalf("stream, %d bytes, xz %v: %v", len(data), args, err)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatalf("stream, %d bytes, xz %v: got %d bytes", len(data), args, len(got))
 			}
 		}
 	}
@@ -104,6 +123,13 @@ func TestConcatenatedStreamsAndPadding(t *testing.T) {
 			}
 			if !bytes.Equal(got, tc.want) {
 				t.Fatalf("got %d bytes, want %d", len(got), len(tc.want))
+			}
+			got, _, err = decodeStream(t, file, Options{Workers: 2})
+			if err != nil {
+				t.Fatalf("stream: %v", err)
+			}
+			if !bytes.Equal(got, tc.want) {
+				t.Fatalf("stream: got %d bytes, want %d", len(got), len(tc.want))
 			}
 		})
 	}
@@ -139,6 +165,11 @@ func TestRoundTripUlikunitzWriter(t *testing.T) {
 		}
 		if !parallel {
 			t.Errorf("check %#x: decoded serially", check)
+		}
+		// Without sizes in the headers, a stream is decoded as read.
+		got, inWorkers, err := decodeStream(t, file, Options{Workers: 3})
+		if err != nil || !bytes.Equal(got, data) || inWorkers != 0 {
+			t.Fatalf("stream, check %#x: %d bytes, %d blocks in workers, err %v", check, len(got), inWorkers, err)
 		}
 	}
 }
