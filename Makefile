@@ -79,8 +79,10 @@ dist:
 # Benchmarks: Go benchmarks of the decoder and the extractor, then the
 # comparison with the shell template's tools on the same input (ratios).
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./cache/...
 	$(MAKE) build
+	$(GO) run ./cmd/bench -prepare
+	XZPAR_BENCH_INPUT=$(CURDIR)/cmd/bench/.cache/rootfs.tar.xz \
+	  $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./cache/...
 	$(GO) run ./cmd/bench $(BENCHFLAGS)
 
 # Run every fuzz target for FUZZTIME each (default 30s).
