@@ -103,11 +103,11 @@ const inputBufferSize = 64 << 10
 // job is one piece of output on its way to Read: a block a worker decodes,
 // or data or an error the dispatcher has ready.
 type job struct {
-	b   *block        // the block to decode; nil for a ready job
-	src io.ReaderAt   // where the block is, at the file's offsets
-	buf []byte        // output buffer, then the output
-	err error         // why there is no output
-	end int64         // compressed bytes consumed once buf is read
+	b   *block      // the block to decode; nil for a ready job
+	src io.ReaderAt // where the block is, at the file's offsets
+	buf []byte      // output buffer, then the output
+	err error       // why there is no output
+	end int64       // compressed bytes consumed once buf is read
 	// token is set when buf is one of the reader's buffers, which Read
 	// puts back when it is done with the job.
 	token bool
