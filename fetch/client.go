@@ -66,6 +66,13 @@ type Options struct {
 	// server, a mirror or a proxy) instead of net.Dialer; it is bounded
 	// by ConnectTimeout all the same.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Nameservers are the DNS servers that resolve host names, tried in
+	// order, each an IP address with an optional port (53 by default;
+	// "[IPv6]:PORT"). Empty means the system's: /etc/resolv.conf, else
+	// (Android) the net.dns1 and net.dns2 properties of getprop, else
+	// localhost. Where these servers (or Android's) are asked, names are
+	// resolved before DialContext is called, which then gets IP addresses.
+	Nameservers []string
 	// ConnectTimeout bounds connecting and the TLS handshake
 	// (DefaultConnectTimeout when zero).
 	ConnectTimeout time.Duration
@@ -170,6 +177,7 @@ func newTransport(o *Options) (*http.Transport, error) {
 	if dial == nil {
 		dial = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
 	}
+	dial = resolvingDial(o.Nameservers, dial)
 	timeout := o.ConnectTimeout
 	return &http.Transport{
 		// Reads HTTP_PROXY/http_proxy, HTTPS_PROXY/https_proxy and
