@@ -1,0 +1,543 @@
+package cmd_test
+
+// Robustness tests of issue 4, end to end: the real binary, run as a
+// subprocess the way lxc-create runs it, against the fault-injecting image
+// server of fetch/fetchtest. The fetch and cache packages test each
+// mechanism on its own; these prove that the program as shipped resumes,
+// retries, locks, survives kill -9 and a full disk, falls back to a stale
+// cache, and keeps its output fit for logs.
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lxc/lxc-download/fetch/fetchtest"
+)
+
+// The big image: DefaultImage with a synthetic rootfs of a few MB in
+// several xz blocks, so that a download takes long enough to interrupt and
+// does not fit a 1 MiB disk. Compressing it takes seconds here, so it is
+// made once per test binary and put on each test's server with SetSigned.
+var (
+	bigOnce   sync.Once
+	bigFiles  []fetchtest.File
+	bigXZ     []byte
+	bigErr    error
+	bigBlocks = 1 << 20
+)
+
+func bigRootfs(t *testing.T) ([]fetchtest.File, []byte) {
+	t.Helper()
+	bigOnce.Do(func() {
+		img := fetchtest.DefaultImage()
+		img.Rootfs = fetchtest.SyntheticRootfs(700, 6<<20, 4)
+		img.BlockSize = bigBlocks
+		bigFiles = img.Rootfs
+		start := time.Now()
+		bigXZ, bigErr = fetchtest.RootfsTarball(img)
+		t.Logf("big rootfs.tar.xz: %d bytes, made in %v", len(bigXZ), time.Since(start).Round(time.Millisecond))
+	})
+	if bigErr != nil {
+		t.Fatal(bigErr)
+	}
+	// The progress and disk-full tests need more than 1 MiB on the wire.
+	if len(bigXZ) < 5<<18 {
+		t.Fatalf("big rootfs.tar.xz is only %d bytes", len(bigXZ))
+	}
+	return bigFiles, bigXZ
+}
+
+// rootfsPath is the server path of img's rootfs tarball.
+func rootfsPath(img fetchtest.Image) string { return fetchtest.ImageDir(img) + "rootfs.tar.xz" }
+
+// defaultRootfsPath is that of the image the env's server starts with.
+var defaultRootfsPath = rootfsPath(fetchtest.DefaultImage())
+
+// newBigEnv is newEnv whose debian image has the big rootfs.
+func newBigEnv(t *testing.T) *env {
+	t.Helper()
+	_, xz := bigRootfs(t)
+	e := newEnv(t)
+	e.srv.SetSigned(defaultRootfsPath, xz)
+	return e
+}
+
+// proc is a run of the binary in the background.
+type proc struct {
+	cmd      *exec.Cmd
+	out, err bytes.Buffer
+	done     chan struct{}
+	res      result
+}
+
+// start starts the binary for the current container with lxc-create's
+// arguments, then args; extraEnv is added to the env's environment.
+func (e *env) start(extraEnv []string, args ...string) *proc {
+	e.t.Helper()
+	full := append([]string{"--path=" + e.path, "--name=" + e.name, "--rootfs=" + e.rootfs}, args...)
+	p := &proc{cmd: exec.Command(binary, full...), done: make(chan struct{})}
+	p.cmd.Env = append(e.environ(), extraEnv...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.err
+	if err := p.cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	go func() {
+		err := p.cmd.Wait()
+		p.res = result{code: p.cmd.ProcessState.ExitCode(), stdout: p.out.String(), stderr: p.err.String()}
+		if err != nil && p.res.code == 0 {
+			p.res.code = -1
+		}
+		close(p.done)
+	}()
+	e.t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait waits for the run to end, killing it after limit: then ok is false.
+func (p *proc) wait(limit time.Duration) (r result, ok bool) {
+	select {
+	case <-p.done:
+		return p.res, true
+	case <-time.After(limit):
+		p.cmd.Process.Kill()
+		<-p.done
+		return p.res, false
+	}
+}
+
+// runEnv runs the binary like e.run with extra environment, failing the
+// test if it takes longer than limit.
+func (e *env) runEnv(limit time.Duration, extraEnv []string, args ...string) result {
+	e.t.Helper()
+	r, ok := e.start(extraEnv, args...).wait(limit)
+	if !ok {
+		e.t.Fatalf("the run did not end within %v; killed:\n%s", limit, r)
+	}
+	return r
+}
+
+// rangeStart is the first byte a "bytes=N-" Range header asks for, or -1.
+func rangeStart(h string) int64 {
+	s, ok := strings.CutPrefix(h, "bytes=")
+	if !ok {
+		return -1
+	}
+	s, ok = strings.CutSuffix(s, "-")
+	if !ok {
+		return -1
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// resumedFrom is the largest start of a Range request among reqs, 0 if none
+// asked for a range.
+func resumedFrom(reqs []fetchtest.Request) int64 {
+	var from int64
+	for _, r := range reqs {
+		from = max(from, rangeStart(r.Range))
+	}
+	return from
+}
+
+func logOf(reqs []fetchtest.Request) string {
+	var b strings.Builder
+	for _, r := range reqs {
+		fmt.Fprintf(&b, "  %s status=%d range=%q bytes=%d\n", r.Path, r.Status, r.Range, r.Bytes)
+	}
+	return b.String()
+}
+
+// sameFile reports whether the file at p holds exactly want.
+func sameFile(t *testing.T, p string, want []byte) bool {
+	t.Helper()
+	got, err := os.ReadFile(p)
+	if err != nil {
+		t.Errorf("%v", err)
+		return false
+	}
+	return bytes.Equal(got, want)
+}
+
+// closedPort is a loopback address nothing listens on: a server that is down.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// imageAt is e.image with another --server.
+func (e *env) imageAt(server string, extra ...string) []string {
+	return append([]string{"-d", "debian", "-r", "bookworm", "-a", "amd64",
+		"--server", server, "--keyring", e.srv.KeyFile}, extra...)
+}
+
+func errorLines(stderr string) []string {
+	var out []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.HasPrefix(l, "ERROR: ") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// TestRobustDropResumes: a connection dropped in the middle of the rootfs
+// is resumed with a Range request, and no byte that arrived is fetched
+// again.
+func TestRobustDropResumes(t *testing.T) {
+	t.Parallel()
+	files, xz := bigRootfs(t)
+	e := newBigEnv(t)
+	cut := int64(len(xz) / 2)
+	e.srv.DropAfter(defaultRootfsPath, cut, 1)
+	r := e.run(e.image()...)
+	if r.code != 0 {
+		t.Fatalf("create with a dropped connection:\n%s", r)
+	}
+	reqs := e.srv.RequestsFor(defaultRootfsPath)
+	from := resumedFrom(reqs)
+	if len(reqs) != 2 || from <= 0 || from > cut {
+		t.Errorf("want the dropped request and one Range request from at most byte %d:\n%s", cut, logOf(reqs))
+	}
+	// Only what was lost in flight at the drop may come twice.
+	sent := e.srv.BytesSent(defaultRootfsPath)
+	if from > 0 && sent != int64(len(xz))+cut-from {
+		t.Errorf("%d bytes sent for a %d-byte rootfs resumed at %d (dropped at %d):\n%s", sent, len(xz), from, cut, logOf(reqs))
+	}
+	if !sameFile(t, filepath.Join(e.cacheDir(), "rootfs.tar.xz"), xz) {
+		t.Error("the cached rootfs.tar.xz differs from the server's")
+	}
+	checkRootfs(t, e.rootfs, files)
+}
+
+// treeSummary describes every path under root, one line each, sorted: type
+// and permission bits, owner, size, content digest, link target, device
+// and xattrs. The files the image's templates rewrite (they hold the
+// container's name) are described without their content.
+func treeSummary(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		line := fmt.Sprintf("%s mode=%o owner=%d:%d", rel, st.Mode, st.Uid, st.Gid)
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+			line += fmt.Sprintf(" size=%d nlink=%d", st.Size, st.Nlink)
+			if rel != "etc/hostname" && rel != "etc/hosts" {
+				f, err := os.Open(p)
+				if err != nil {
+					return err
+				}
+				h := sha256.New()
+				_, err = io.Copy(h, f)
+				f.Close()
+				if err != nil {
+					return err
+				}
+				line += " sha256=" + hex.EncodeToString(h.Sum(nil))
+			}
+		case unix.S_IFLNK:
+			l, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			line += " -> " + l
+		case unix.S_IFCHR, unix.S_IFBLK:
+			line += fmt.Sprintf(" dev=%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+		}
+		if sz, _ := unix.Llistxattr(p, nil); sz > 0 {
+			buf := make([]byte, sz)
+			n, _ := unix.Llistxattr(p, buf)
+			names := strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00")
+			sort.Strings(names)
+			for _, name := range names {
+				v := make([]byte, 64<<10)
+				m, _ := unix.Lgetxattr(p, name, v)
+				line += fmt.Sprintf(" %s=%q", name, v[:max(m, 0)])
+			}
+		}
+		out = append(out, line)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("describe %s: %v", root, err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// firstDifference names the first line where two tree summaries differ.
+func firstDifference(a, b []string) string {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return fmt.Sprintf("%q\nvs\n%q", a[i], b[i])
+		}
+	}
+	if len(a) != len(b) {
+		return fmt.Sprintf("%d paths vs %d", len(a), len(b))
+	}
+	return ""
+}
+
+// findPartial is the size of the rootfs.tar.xz.partial somewhere under the
+// cache root (the store stages downloads beside the entry), or -1.
+func findPartial(root string) (string, int64) {
+	found, size := "", int64(-1)
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && d.Name() == "rootfs.tar.xz.partial" {
+			if fi, err := d.Info(); err == nil {
+				found, size = p, fi.Size()
+			}
+		}
+		return nil
+	})
+	return found, size
+}
+
+// killMidDownload starts a run against a rate-limited server, waits until
+// its partial rootfs download holds at least min bytes, and kills it with
+// SIGKILL. It returns the size of the partial file seen before the kill.
+func (e *env) killMidDownload(total int, args ...string) int64 {
+	e.t.Helper()
+	// About 4 s for the whole image: time to catch it half-way.
+	e.srv.SetRateLimit(int64(total) / 4)
+	defer e.srv.SetRateLimit(0)
+	p := e.start(nil, args...)
+	deadline := time.Now().Add(60 * time.Second)
+	var seen int64
+	for {
+		if p.exited() {
+			r, _ := p.wait(0)
+			e.t.Fatalf("the run ended before it could be killed:\n%s", r)
+		}
+		if _, n := findPartial(e.cache); n >= int64(total)/5 {
+			seen = n
+			break
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("no partial rootfs download under %s after 60 s", e.cache)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := p.cmd.Process.Signal(unix.SIGKILL); err != nil {
+		e.t.Fatal(err)
+	}
+	r, _ := p.wait(10 * time.Second)
+	if st, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !st.Signaled() || st.Signal() != unix.SIGKILL {
+		e.t.Fatalf("the run was not killed by SIGKILL (it had finished?):\n%s", r)
+	}
+	if seen >= int64(total) {
+		e.t.Fatalf("the partial file was complete (%d bytes) when the run was killed", seen)
+	}
+	return seen
+}
+
+// TestRobustKill9Resumes: a run killed with SIGKILL in the middle of the
+// download leaves a partial file that the next run, without
+// --flush-cache, resumes; the result is the image, whole.
+func TestRobustKill9Resumes(t *testing.T) {
+	t.Parallel()
+	files, xz := bigRootfs(t)
+	e := newBigEnv(t)
+	seen := e.killMidDownload(len(xz), e.image()...)
+	killedSent := e.srv.BytesSent(defaultRootfsPath)
+	before := len(e.srv.Requests())
+	if _, err := os.Stat(filepath.Join(e.cacheDir(), "build_id")); err == nil {
+		t.Errorf("a killed download left an entry")
+	}
+
+	e.newContainer("c2")
+	r := e.run(e.image()...)
+	if r.code != 0 {
+		t.Fatalf("the run after kill -9:\n%s", r)
+	}
+	var again []fetchtest.Request
+	for _, q := range e.srv.Requests()[before:] {
+		if q.Path == defaultRootfsPath {
+			again = append(again, q)
+		}
+	}
+	from := resumedFrom(again)
+	if from < seen {
+		t.Errorf("the next run did not resume from the %d bytes on disk:\n%s", seen, logOf(again))
+	}
+	var sentAgain int64
+	for _, q := range again {
+		sentAgain += q.Bytes
+	}
+	if sentAgain >= int64(len(xz)) || killedSent+sentAgain >= 2*int64(len(xz)) {
+		t.Errorf("%d bytes before the kill and %d after for a %d-byte rootfs:\n%s", killedSent, sentAgain, len(xz), logOf(again))
+	}
+	if !sameFile(t, filepath.Join(e.cacheDir(), "rootfs.tar.xz"), xz) {
+		t.Error("the cached rootfs.tar.xz differs from the server's")
+	}
+	checkRootfs(t, e.rootfs, files)
+	if _, n := findPartial(e.cache); n >= 0 {
+		t.Errorf("a partial download is left in the cache after success (%d bytes)", n)
+	}
+}
+
+// TestRobustKill9KeepsOldEntry: a run killed while it downloads a new build
+// leaves the old entry complete and usable; the next run installs the new
+// build, resuming what the killed one fetched.
+func TestRobustKill9KeepsOldEntry(t *testing.T) {
+	t.Parallel()
+	files, xz := bigRootfs(t)
+	e := newEnv(t)
+	old := fetchtest.DefaultImage()
+	if r := e.run(e.image()...); r.code != 0 {
+		t.Fatalf("first create:\n%s", r)
+	}
+	oldRootfs, _ := e.srv.Get(rootfsPath(old))
+
+	// The server publishes a new build, with a big rootfs, and the cached
+	// copy has expired so that the next run asks for it.
+	next := fetchtest.NewImage("debian", "bookworm", "amd64", "default", "20261201_05:24")
+	if err := e.srv.AddImage(next); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.SetSigned(rootfsPath(next), xz)
+	e.srv.SetIndex(fetchtest.Index(next))
+	expire(t, e.cacheDir())
+
+	e.newContainer("c2")
+	e.killMidDownload(len(xz), e.image()...)
+	checkOld := func(when string) {
+		t.Helper()
+		if b, _ := os.ReadFile(filepath.Join(e.cacheDir(), "build_id")); string(b) != old.Build+"\n" {
+			t.Errorf("%s: build_id %q, want the old %q", when, b, old.Build)
+		}
+		if !sameFile(t, filepath.Join(e.cacheDir(), "rootfs.tar.xz"), oldRootfs) {
+			t.Errorf("%s: the old rootfs.tar.xz was changed", when)
+		}
+	}
+	checkOld("after kill -9")
+
+	e.newContainer("c3")
+	before := len(e.srv.Requests())
+	r := e.run(e.image("--force-cache")...)
+	if r.code != 0 || !strings.Contains(r.stdout, "Using image from local cache\n") {
+		t.Fatalf("--force-cache after kill -9:\n%s", r)
+	}
+	if n := len(e.srv.Requests()) - before; n != 0 {
+		t.Errorf("--force-cache made %d requests", n)
+	}
+	checkRootfs(t, e.rootfs, old.Rootfs)
+	checkOld("after --force-cache")
+
+	e.newContainer("c4")
+	before = len(e.srv.Requests())
+	r = e.run(e.image()...)
+	if r.code != 0 || !strings.Contains(r.stdout, "The image cache is now ready\n") {
+		t.Fatalf("the run installing the new build:\n%s", r)
+	}
+	if b, _ := os.ReadFile(filepath.Join(e.cacheDir(), "build_id")); string(b) != next.Build+"\n" {
+		t.Errorf("build_id %q, want the new %q", b, next.Build)
+	}
+	var again []fetchtest.Request
+	for _, q := range e.srv.Requests()[before:] {
+		if q.Path == rootfsPath(next) {
+			again = append(again, q)
+		}
+	}
+	if resumedFrom(again) <= 0 {
+		t.Errorf("the new build's download was not resumed:\n%s", logOf(again))
+	}
+	checkRootfs(t, e.rootfs, files)
+}
+
+// expire makes the cached entry's expiry lie in the past.
+func expire(t *testing.T, entry string) {
+	t.Helper()
+	past := fmt.Sprint(time.Now().Add(-time.Hour).Unix())
+	if err := os.WriteFile(filepath.Join(entry, "expiry"), []byte(past), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRobustConcurrent: 8 runs for one image at once, into 8 containers
+// sharing one cache, as parallel lxc-create would: one download, all
+// succeed, identical trees.
+func TestRobustConcurrent(t *testing.T) {
+	t.Parallel()
+	files, xz := bigRootfs(t)
+	e := newBigEnv(t)
+	// Slow enough that every run starts while the first downloads.
+	e.srv.SetRateLimit(int64(len(xz)))
+	const n = 8
+	rootfses := make([]string, n)
+	procs := make([]*proc, n)
+	for i := range n {
+		e.newContainer(fmt.Sprintf("c%d", i))
+		rootfses[i] = e.rootfs
+		procs[i] = e.start(nil, e.image()...)
+	}
+	downloads := 0
+	for i, p := range procs {
+		r, ok := p.wait(120 * time.Second)
+		if !ok || r.code != 0 {
+			t.Errorf("run %d (killed after 120 s: %v):\n%s", i, !ok, r)
+		}
+		downloads += strings.Count(r.stdout, "Downloading the rootfs\n")
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	reqs := e.srv.RequestsFor(defaultRootfsPath)
+	if len(reqs) != 1 || e.srv.BytesSent(defaultRootfsPath) != int64(len(xz)) || downloads != 1 {
+		t.Errorf("rootfs.tar.xz downloaded by %d runs, %d requests, %d bytes sent (size %d):\n%s",
+			downloads, len(reqs), e.srv.BytesSent(defaultRootfsPath), len(xz), logOf(reqs))
+	}
+	checkRootfs(t, rootfses[0], files)
+	want := treeSummary(t, rootfses[0])
+	for i := 1; i < n; i++ {
+		if d := firstDifference(want, treeSummary(t, rootfses[i])); d != "" {
+			t.Errorf("rootfs of run %d differs from run 0's: %s", i, d)
+		}
+	}
+}
