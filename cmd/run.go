@@ -34,11 +34,19 @@ type run struct {
 	client *fetch.Client
 	stdin  *bufio.Reader
 	warned map[string]bool
+
+	// rootfsEmpty: the rootfs held nothing when the run started, so on
+	// failure it is emptied again, and it may be unpacked into while the
+	// image downloads.
+	rootfsEmpty bool
+	// streamed: the rootfs was unpacked while it downloaded, and both
+	// succeeded.
+	streamed bool
 }
 
 // Run does what the options ask: list the images, or make sure the image is
 // in the cache and unpack and configure it into the container.
-func Run(ctx context.Context, o Options, s IO) error {
+func Run(ctx context.Context, o Options, s IO) (err error) {
 	r := &run{o: o, s: s, out: s.Stdout, warned: map[string]bool{}}
 	if o.Quiet || (o.List && o.Format == "json") {
 		r.out = io.Discard
@@ -61,6 +69,14 @@ func Run(ctx context.Context, o Options, s IO) error {
 	if err := r.checkTarget(); err != nil {
 		return err
 	}
+	// lxc-create removes a failed container; a standalone rootfs, or one
+	// lxc-create is not watching, must not be left half-made either.
+	r.rootfsEmpty = isEmptyDir(o.Rootfs)
+	defer func() {
+		if err != nil && r.rootfsEmpty {
+			emptyDir(o.Rootfs)
+		}
+	}()
 	img, err := r.cachedImage(ctx)
 	if err != nil {
 		return err
@@ -417,7 +433,7 @@ func (r *run) refresh(ctx context.Context, store cache.Cache, key cache.Key, old
 		return old, cleanup, nil
 	}
 
-	st, cleanup, err := r.stage(store, key, readOnly)
+	st, release, err := r.stage(store, key, readOnly)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -432,11 +448,32 @@ func (r *run) refresh(ctx context.Context, store cache.Cache, key cache.Key, old
 		} else {
 			st.Abort()
 		}
-		cleanup()
+		release()
 	}()
 	r.say("Downloading the rootfs")
 	r.say("Downloading the metadata")
-	if _, err := c.FetchImage(ctx, entry, st.Dir); err != nil {
+	var stream *streamUnpack
+	tap := func(metaPath string) (fetch.Tap, error) {
+		if !r.rootfsEmpty {
+			// What a failed stream unpacked could not be told apart
+			// from what was there before.
+			return nil, nil
+		}
+		var err error
+		if stream, err = r.startStreamUnpack(ctx, metaPath); err != nil {
+			// Commit names what is wrong with the meta tarball.
+			return nil, nil
+		}
+		return stream, nil
+	}
+	_, err = c.FetchImageTap(ctx, entry, st.Dir, tap)
+	if stream != nil {
+		r.streamed = stream.finish(err)
+		if !r.streamed {
+			emptyDir(o.Rootfs)
+		}
+	}
+	if err != nil {
 		return nil, nil, err
 	}
 	if e, err = st.Commit(entry.Build, r.mode); err != nil {
@@ -451,7 +488,7 @@ func (r *run) refresh(ctx context.Context, store cache.Cache, key cache.Key, old
 	if readOnly == nil {
 		r.say("The image cache is now ready")
 	}
-	return e, cleanup, nil
+	return e, release, nil
 }
 
 // snapshot opens the entry's rootfs and reads the meta files a run needs.
@@ -486,19 +523,13 @@ func (r *run) snapshot(e *cache.Entry) (*image, error) {
 // create unpacks the image into the rootfs and writes the container's
 // configuration (SPEC 7). If the rootfs was empty and anything fails, it is
 // emptied again so no half-made tree is left behind.
-func (r *run) create(ctx context.Context, img *image) (err error) {
+func (r *run) create(ctx context.Context, img *image) error {
 	o := r.o
-	wasEmpty := isEmptyDir(o.Rootfs)
-	defer func() {
-		if err != nil && wasEmpty {
-			emptyDir(o.Rootfs)
-		}
-	}()
-
 	r.say("Unpacking the rootfs")
-	uo := cache.UnpackOptions{Excludes: img.excludes, Userns: r.mode == compat.User, Warn: r.s.Stderr}
-	if err := cache.Unpack(ctx, img.rootfs, o.Rootfs, uo); err != nil {
-		return err
+	if !r.streamed {
+		if err := cache.Unpack(ctx, img.rootfs, o.Rootfs, r.unpackOptions(img.excludes)); err != nil {
+			return err
+		}
 	}
 	pts, err := securejoin.SecureJoin(o.Rootfs, "dev/pts")
 	if err != nil {
@@ -511,6 +542,11 @@ func (r *run) create(ctx context.Context, img *image) (err error) {
 		return nil
 	}
 	return r.configure(img)
+}
+
+// unpackOptions are the options of every unpack of this run.
+func (r *run) unpackOptions(excludes []string) cache.UnpackOptions {
+	return cache.UnpackOptions{Excludes: excludes, Userns: r.mode == compat.User, Warn: r.s.Stderr}
 }
 
 // configure writes LXC_PATH/config and fstab and applies the image's

@@ -309,13 +309,19 @@ func (m Meta) Lines(name string) ([]string, error) {
 	if err != nil || !ok {
 		return nil, err
 	}
+	return SplitLines(data), nil
+}
+
+// SplitLines returns the non-empty lines of a list file (templates,
+// excludes) the way Meta.Lines does, for meta files held in memory.
+func SplitLines(data []byte) []string {
 	var lines []string
 	for _, l := range strings.Split(string(data), "\n") {
 		if l = strings.Trim(l, " \t\r"); l != "" {
 			lines = append(lines, l)
 		}
 	}
-	return lines, nil
+	return lines
 }
 
 // Expiry returns the relevant expiry time; ok is false when the image has

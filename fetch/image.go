@@ -59,6 +59,30 @@ type trust struct {
 // is kept, with its dir/NAME.partial.info, for the next call to resume.
 // dir must exist; nothing is written outside it.
 func (c *Client) FetchImage(ctx context.Context, entry compat.Entry, dir string) (*Image, error) {
+	return c.FetchImageTap(ctx, entry, dir, nil)
+}
+
+// Tap follows the rootfs tarball while it downloads, so that a caller can
+// unpack it at the same time (see FetchImageTap).
+type Tap interface {
+	// Data receives the file's next bytes, in order from byte 0: a resumed
+	// download's bytes from disk first. p is not used after Data returns.
+	// Data may block; the download waits.
+	Data(p []byte)
+	// Restart says the download starts over from byte 0: everything Data
+	// gave so far is void.
+	Restart()
+}
+
+// FetchImageTap is FetchImage with the rootfs followed as it arrives. The
+// meta tarball is fetched and verified first; then tap is called with the
+// path of that verified copy (it is renamed when FetchImageTap returns) and
+// returns the Tap that follows the rootfs download, or nil for none. A nil
+// tap makes it FetchImage.
+//
+// The Tap sees the rootfs before it is verified: whatever the caller makes
+// of the bytes must be thrown away unless FetchImageTap returns no error.
+func (c *Client) FetchImageTap(ctx context.Context, entry compat.Entry, dir string, tap func(metaPath string) (Tap, error)) (*Image, error) {
 	names := []string{MetaFile, RootfsFile}
 	var trusts map[string]trust
 	if c.o.Validate {
@@ -72,16 +96,37 @@ func (c *Client) FetchImage(ctx context.Context, entry compat.Entry, dir string)
 	defer cancel(nil)
 	ui := newProgressUI(c.o.Progress, c.o.ProgressTerminal)
 	files := make([]File, len(names))
+	var rootfsTap Tap
+	if tap != nil {
+		// The tap's owner needs the meta files (the excludes) before the
+		// first rootfs byte; the meta tarball is small, so fetching it
+		// first costs a round trip, not a transfer.
+		f, err := c.fetchFile(ctx, entry.File(MetaFile), MetaFile, dir, trusts[MetaFile], ui, nil)
+		if err != nil {
+			return nil, err
+		}
+		files[0] = f
+		if rootfsTap, err = tap(f.Path); err != nil {
+			return nil, err
+		}
+	}
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		firstErr error
 	)
 	for i, name := range names {
+		if tap != nil && name == MetaFile {
+			continue
+		}
+		var t Tap
+		if name == RootfsFile {
+			t = rootfsTap
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f, err := c.fetchFile(ctx, entry.File(name), name, dir, trusts[name], ui)
+			f, err := c.fetchFile(ctx, entry.File(name), name, dir, trusts[name], ui, t)
 			if err != nil {
 				mu.Lock()
 				if firstErr == nil {
@@ -186,6 +231,7 @@ type fileSink struct {
 	n     int64
 	check *Check    // nil without validation
 	sum   hash.Hash // when there is no check
+	tap   Tap       // nil when nobody follows the download
 }
 
 func (s *fileSink) Write(p []byte) (int, error) {
@@ -196,6 +242,9 @@ func (s *fileSink) Write(p []byte) (int, error) {
 		s.check.Write(p)
 	} else {
 		s.sum.Write(p)
+	}
+	if s.tap != nil {
+		s.tap.Data(p)
 	}
 	s.n += int64(len(p))
 	return len(p), nil
@@ -213,6 +262,9 @@ func (s *fileSink) Reset() error {
 	} else {
 		s.sum.Reset()
 	}
+	if s.tap != nil {
+		s.tap.Restart()
+	}
 	return nil
 }
 
@@ -228,14 +280,14 @@ func (s *fileSink) digest() string {
 // and from the first byte, when it was not all fetched from the primary
 // server in this run (a mirror served it, or a previous run left part of
 // it).
-func (c *Client) fetchFile(ctx context.Context, path, name, dir string, tr trust, ui *progressUI) (f File, err error) {
+func (c *Client) fetchFile(ctx context.Context, path, name, dir string, tr trust, ui *progressUI, tap Tap) (f File, err error) {
 	partial := filepath.Join(dir, name+".partial")
 	infoPath := partial + ".info"
 	canonical := c.urlFor("https", path)
 	prog := ui.file(name)
 	defer func() { prog.finish(err == nil) }()
 
-	s := &fileSink{}
+	s := &fileSink{tap: tap}
 	if c.o.Validate {
 		if s.check, err = NewCheck(name, c.o.Keyring, tr.sig, tr.sha256); err != nil {
 			return File{}, err
@@ -325,6 +377,9 @@ func openPartial(partial, infoPath, canonical string, s *fileSink) (*os.File, pa
 					return f, info, nil
 				}
 				s.n = 0
+				if s.tap != nil {
+					s.tap.Restart()
+				}
 			}
 			f.Close()
 		}
@@ -339,6 +394,10 @@ func openPartial(partial, infoPath, canonical string, s *fileSink) (*os.File, pa
 	} else {
 		s.sum.Reset()
 	}
+	if s.tap != nil && s.n > 0 {
+		s.tap.Restart()
+	}
+	s.n = 0
 	return f, partialInfo{Size: -1}, nil
 }
 
@@ -351,6 +410,9 @@ func (w rehashWriter) Write(p []byte) (int, error) {
 		w.s.check.Write(p)
 	} else {
 		w.s.sum.Write(p)
+	}
+	if w.s.tap != nil {
+		w.s.tap.Data(p)
 	}
 	w.s.n += int64(len(p))
 	return len(p), nil
