@@ -210,11 +210,12 @@ func (r *run) fetchClient(ctx context.Context) (*fetch.Client, error) {
 		return r.client, nil
 	}
 	fo := fetch.Options{
-		Server:   r.o.Server,
-		Version:  Version,
-		Validate: r.o.Validate,
-		Warn:     r.s.Stderr,
-		CACert:   r.o.CACert,
+		Server:      r.o.Server,
+		Version:     Version,
+		Validate:    r.o.Validate,
+		Warn:        r.s.Stderr,
+		CACert:      r.o.CACert,
+		Nameservers: r.o.Nameservers,
 	}
 	if r.o.Verbose {
 		fo.Verbose = r.s.Stdout
