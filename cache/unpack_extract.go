@@ -53,7 +53,7 @@ type extractor struct {
 	root   *os.File // rootfs, O_PATH
 	rootFd int
 
-	// dirs holds O_PATH handles of directories already resolved inside
+	// dirs holds handles of directories already resolved inside
 	// the rootfs, by entry path, so an entry costs no path walk when its
 	// parent was seen before. Handles whose path may have changed meaning
 	// (a directory or symlink was removed) are dropped from the map and
@@ -138,7 +138,7 @@ func (e *extractor) run(tr *tar.Reader) error {
 			break
 		}
 		if err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) {
+			if err == io.ErrUnexpectedEOF { // the tar stream's own end, not the decoder's
 				err = fmt.Errorf("truncated archive: %w", err)
 			}
 			if last == "" {
