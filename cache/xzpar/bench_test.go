@@ -71,7 +71,8 @@ func benchInput(b *testing.B) string {
 }
 
 // BenchmarkDecode decodes one multi-block xz file to io.Discard with
-// ulikunitz/xz alone, with NewReader and 1, 2 and 4 workers, and with
+// ulikunitz/xz alone, with NewReader and 1, 2 and 4 workers, with
+// NewStreamReader and 2 workers, and with
 // liblzma (xz -dc, single- and multi-threaded), reporting MB/s of
 // decompressed data, peak heap and peak RSS of the process.
 func BenchmarkDecode(b *testing.B) {
@@ -118,11 +119,12 @@ func BenchmarkDecode(b *testing.B) {
 				child = max(child, decode(b))
 			}
 			b.StopTimer()
-			heap, rss := peak()
+			heap, arena, rss := peak()
 			if child > 0 {
 				rss = child
 			} else {
 				b.ReportMetric(float64(heap)/(1<<20), "peak-heap-MiB")
+				b.ReportMetric(float64(arena)/(1<<20), "peak-buffers-MiB")
 			}
 			if rss > 0 {
 				b.ReportMetric(float64(rss)/(1<<20), "peak-RSS-MiB")
@@ -151,6 +153,16 @@ func BenchmarkDecode(b *testing.B) {
 			return 0
 		})
 	}
+	run("xzpar-stream-workers=2", func(b *testing.B) uint64 {
+		r, err := NewStreamReader(io.NewSectionReader(f, 0, size), Options{Workers: 2})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, r)
+		r.Close()
+		check(b, n, err)
+		return 0
+	})
 	xzPath, err := exec.LookPath("xz")
 	if err != nil {
 		b.Log("xz command not found: no liblzma reference")
@@ -178,14 +190,15 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
-// watchMemory samples the Go heap until the returned function is called,
-// which reports the peak heap and the process's peak resident set size
-// since watchMemory was called (0 when the kernel cannot tell).
-func watchMemory() func() (heap, rss uint64) {
+// watchMemory samples the Go heap and the arenas' buffers until the
+// returned function is called, which reports their peaks and the process's
+// peak resident set size since watchMemory was called (0 when the kernel
+// cannot tell).
+func watchMemory() func() (heap, arena, rss uint64) {
 	// Writing 5 to clear_refs resets VmHWM, the peak RSS.
 	resetRSS := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
 	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"}}
-	var peak uint64
+	var peak, peakArena uint64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -196,6 +209,7 @@ func watchMemory() func() (heap, rss uint64) {
 		for {
 			metrics.Read(sample)
 			peak = max(peak, sample[0].Value.Uint64()+sample[1].Value.Uint64())
+			peakArena = max(peakArena, uint64(arenaInUse.Load()))
 			select {
 			case <-stop:
 				return
@@ -203,13 +217,13 @@ func watchMemory() func() (heap, rss uint64) {
 			}
 		}
 	}()
-	return func() (uint64, uint64) {
+	return func() (uint64, uint64, uint64) {
 		close(stop)
 		wg.Wait()
 		if !resetRSS {
-			return peak, 0
+			return peak, peakArena, 0
 		}
-		return peak, peakRSS()
+		return peak, peakArena, peakRSS()
 	}
 }
 

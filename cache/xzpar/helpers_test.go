@@ -172,6 +172,16 @@ func (c *choppyReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// allocated returns the bytes f allocates, in the Go heap and in arenas.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	arena := arenaAllocated.Load()
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc + uint64(arenaAllocated.Load()-arena)
+}
+
 // waitGoroutines fails the test if the number of goroutines does not come
 // back down to want within a few seconds.
 func waitGoroutines(tb testing.TB, want int) {

@@ -307,7 +307,11 @@ func (s *streamParser) queueBlock(b *block) error {
 	}
 	n := int(b.paddedEnd() - b.dataOffset())
 	if cap(input) < n {
-		input = make([]byte, n)
+		s.r.arena.free(input)
+		var err error
+		if input, err = s.r.arena.alloc(n); err != nil {
+			return fmt.Errorf("xz: block %d at offset %d: %w", b.num, b.offset, err)
+		}
 	}
 	input = input[:n]
 	if err := s.readFull(input, fmt.Sprintf("block %d", b.num)); err != nil {
@@ -352,7 +356,10 @@ func (s *streamParser) decodeHere(b *block, bh blockHeader, fail func(string, ..
 			return record{}, errStop
 		}
 		if cap(buf) < chunk {
-			buf = make([]byte, chunk)
+			s.r.arena.free(buf)
+			if buf, err = s.r.arena.alloc(chunk); err != nil {
+				return record{}, fail("%v", err)
+			}
 		}
 		buf = buf[:min(cap(buf), chunk)]
 		chunk = min(2*chunk, decodeChunk)

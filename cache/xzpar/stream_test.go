@@ -175,13 +175,7 @@ func TestStreamHeaderSizes(t *testing.T) {
 	file := xzCompress(t, data, "-1", "-T2", "--block-size=64KiB")
 	b := blocksOf(t, file)[1]
 
-	measure := func(f func()) uint64 {
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		f()
-		runtime.ReadMemStats(&after)
-		return after.TotalAlloc - before.TotalAlloc
-	}
+	measure := allocated
 	// Blocks claiming to be huge are decoded as read, not buffered.
 	bad := withHeaderSizes(t, file, b, uint64(b.compressedSize), 1<<41+65536)
 	alloc := measure(func() { mustFailStream(t, bad, Options{Workers: 2}, "bytes of data, but the header says") })
@@ -274,6 +268,9 @@ func TestStreamCloseEarly(t *testing.T) {
 					t.Fatalf("Read after Close: %v", err)
 				}
 				waitGoroutines(t, base)
+				if n := r.(*parallelReader).arena.buffers(); n != 0 {
+					t.Fatalf("%d buffers left after Close", n)
+				}
 			}
 			// Close while the input is stalled: Close returns, and the
 			// goroutine reading the input ends when that Read does.
@@ -293,6 +290,10 @@ func TestStreamCloseEarly(t *testing.T) {
 			}
 			pw.CloseWithError(errors.New("gone"))
 			waitGoroutines(t, base)
+			// The parser held buffers until it returned.
+			if n := r.(*parallelReader).arena.buffers(); n != 0 {
+				t.Fatalf("%d buffers left after the parser returned", n)
+			}
 		})
 	}
 }

@@ -37,8 +37,10 @@ const DefaultMaxBlockSize = 256 << 20
 // Options tune NewReader. The zero value is ready to use.
 type Options struct {
 	// Workers is how many blocks are decoded at the same time; 0 means
-	// runtime.GOMAXPROCS(0). Memory use grows with it: each worker holds
-	// a buffer of one uncompressed block, plus one more for the reader.
+	// runtime.GOMAXPROCS(0). Memory use grows with it: there is one
+	// buffer of an uncompressed block per worker (at least two), outside
+	// the Go heap, plus each worker's LZMA2 dictionary (8 MiB at xz's
+	// default level) in it.
 	Workers int
 	// MaxBlockSize is the largest uncompressed block decoded in parallel,
 	// which bounds each buffer; 0 means DefaultMaxBlockSize. Files with a
@@ -85,6 +87,10 @@ func NewReader(ra io.ReaderAt, size int64, o Options) (io.ReadCloser, error) {
 	return newFileReader(ra, l, o), nil
 }
 
+// arenaAllocated and arenaInUse count the bytes all arenas ever allocated
+// and hold now, for tests and benchmarks.
+var arenaAllocated, arenaInUse atomic.Int64
+
 // errClosed is returned by Read after Close.
 var errClosed = errors.New("xz: read after close")
 
@@ -92,9 +98,14 @@ var errClosed = errors.New("xz: read after close")
 // reader was closed, so Close does not wait for whole blocks.
 const decodeChunk = 1 << 20
 
-// initialBufferSize is the first size of a block buffer, which then
-// doubles up to the block's size.
+// initialBufferSize is the first size of a block buffer that is not
+// allocated whole, which then doubles up to the block's size.
 const initialBufferSize = 4 << 20
+
+// trustedRatio is the compression ratio up to which a block's size is
+// trusted enough to allocate its buffer at once; root filesystems pack
+// about 4:1.
+const trustedRatio = 16
 
 // inputBufferSize is the read-ahead of a worker's compressed input:
 // ulikunitz/xz reads it a byte at a time.
@@ -118,8 +129,10 @@ type job struct {
 }
 
 // parallelReader hands out blocks decoded by worker goroutines, in order.
-// Blocks in flight are bounded by the buffers: Workers+1 of them, one per
-// worker plus the one being read.
+// Blocks in flight are bounded by the buffers, one per worker: while Read
+// hands out a block, its worker waits, which costs little as handing out
+// is many times faster than decoding. With one worker there are two
+// buffers, so that decoding and reading overlap.
 type parallelReader struct {
 	progress func(int64)
 
@@ -134,6 +147,12 @@ type parallelReader struct {
 	dispatched     chan struct{} // closed when the dispatcher returns
 	waitDispatcher bool
 
+	// arena holds the buffers; they are released once Close was called,
+	// the dispatcher has returned and no Read is running, which holders
+	// counts down.
+	arena   arena
+	holders atomic.Int32
+
 	// workerBlocks counts the blocks decoded by workers, for tests.
 	workerBlocks atomic.Int64
 
@@ -147,23 +166,26 @@ type parallelReader struct {
 // dispatcher that may block outside the reader's channels (reading a
 // stream) is left to return on its own.
 func newParallelReader(workers int, o Options, waitDispatcher bool, dispatch func(r *parallelReader)) *parallelReader {
+	buffers := max(workers, 2)
 	r := &parallelReader{
 		progress: o.Progress,
-		free:     make(chan []byte, workers+1),
-		inputs:   make(chan []byte, workers+1),
+		free:     make(chan []byte, buffers),
+		inputs:   make(chan []byte, buffers),
 		jobs:     make(chan *job),
-		pending:  make(chan *job, workers+1),
+		pending:  make(chan *job, buffers),
 		quit:     make(chan struct{}),
 
 		dispatched:     make(chan struct{}),
 		waitDispatcher: waitDispatcher,
 	}
-	for range workers + 1 {
+	for range buffers {
 		r.free <- nil
 		r.inputs <- nil
 	}
+	r.holders.Store(2) // Close and the dispatcher
 	r.wg.Add(workers)
 	go func() {
+		defer r.drop()
 		defer close(r.dispatched)
 		defer close(r.pending)
 		defer close(r.jobs)
@@ -232,7 +254,7 @@ func ready(buf []byte, token bool, end int64, err error) *job {
 // work decodes blocks until there are no more or the reader is closed.
 func (r *parallelReader) work() {
 	defer r.wg.Done()
-	d := &blockDecoder{quit: r.quit, in: bufio.NewReaderSize(nil, inputBufferSize)}
+	d := &blockDecoder{arena: &r.arena, quit: r.quit, in: bufio.NewReaderSize(nil, inputBufferSize)}
 	for {
 		select {
 		case j, ok := <-r.jobs:
@@ -253,8 +275,19 @@ func (r *parallelReader) work() {
 	}
 }
 
+// drop gives up one hold on the buffers, releasing them after the last.
+func (r *parallelReader) drop() {
+	if r.holders.Add(-1) == 0 {
+		r.arena.releaseAll()
+	}
+}
+
 // Read implements io.Reader.
 func (r *parallelReader) Read(p []byte) (int, error) {
+	// Holding the buffers first, then looking for Close, makes sure they
+	// are not released under this Read.
+	r.holders.Add(1)
+	defer r.drop()
 	if r.err != nil {
 		return 0, r.err
 	}
@@ -324,6 +357,7 @@ func (r *parallelReader) Close() error {
 		if r.waitDispatcher {
 			<-r.dispatched
 		}
+		r.drop()
 	})
 	return nil
 }
@@ -331,6 +365,7 @@ func (r *parallelReader) Close() error {
 // blockDecoder decodes single blocks; each worker has one, so its input
 // buffer is reused.
 type blockDecoder struct {
+	arena *arena
 	quit <-chan struct{}
 	in   *bufio.Reader
 	tail [3 + 64]byte // block padding and check
@@ -365,10 +400,20 @@ func (d *blockDecoder) decode(b *block, src io.ReaderAt, buf []byte) ([]byte, er
 		}
 		want := int(min(b.size, int64(len(out))+decodeChunk))
 		if want > cap(out) {
-			// Grow with the data actually decoded rather than trust
-			// the index's size: a lying index then costs nothing.
-			grown := make([]byte, len(out), int(min(b.size, int64(max(2*cap(out), initialBufferSize)))))
-			copy(grown, out)
+			// Trust the block's size as far as data of typical
+			// compression ratios backs it, and beyond that grow with
+			// the data actually decoded: a lying index then costs
+			// little, and a real block one allocation.
+			size := max(2*cap(out), initialBufferSize)
+			if len(out) == 0 && b.size <= trustedRatio*b.compressedSize {
+				size = int(b.size)
+			}
+			grown, err := d.arena.alloc(int(min(b.size, int64(size))))
+			if err != nil {
+				return out, fail("%v", err)
+			}
+			grown = grown[:copy(grown, out)]
+			d.arena.free(out)
 			out = grown
 		}
 		k, err := io.ReadFull(lr, out[len(out):want])
