@@ -366,9 +366,9 @@ func (r *parallelReader) Close() error {
 // buffer is reused.
 type blockDecoder struct {
 	arena *arena
-	quit <-chan struct{}
-	in   *bufio.Reader
-	tail [3 + 64]byte // block padding and check
+	quit  <-chan struct{}
+	in    *bufio.Reader
+	tail  [3 + 64]byte // block padding and check
 }
 
 // errStopped is how a decode interrupted by Close ends; Read never returns
