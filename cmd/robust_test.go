@@ -541,3 +541,157 @@ func TestRobustConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestRobustServerDown: with the image server unreachable, a stale cached
+// copy is used with a warning; without one, the run fails with one ERROR
+// line naming the URL and leaves nothing behind.
+func TestRobustServerDown(t *testing.T) {
+	t.Parallel()
+	// Two ways of being down: nothing listens (connections refused), and a
+	// server that accepts connections and drops them.
+	refused := func(t *testing.T, e *env) string { return closedPort(t) }
+	dropping := func(t *testing.T, e *env) string {
+		e.srv.SetHTTPSDown(true)
+		e.srv.SetHTTPDown(true)
+		return e.srv.Host
+	}
+	for _, c := range []struct {
+		name  string
+		stale func(t *testing.T, entry string)
+		down  func(t *testing.T, e *env) string
+	}{
+		{"expired", expire, refused},
+		{"older than 30 days", func(t *testing.T, entry string) {
+			old := time.Now().Add(-31 * 24 * time.Hour)
+			if err := os.Chtimes(filepath.Join(entry, "build_id"), old, old); err != nil {
+				t.Fatal(err)
+			}
+		}, dropping},
+	} {
+		t.Run("stale cache "+c.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			if r := e.run(e.image()...); r.code != 0 {
+				t.Fatalf("first create:\n%s", r)
+			}
+			c.stale(t, e.cacheDir())
+			before, _ := os.ReadFile(filepath.Join(e.cacheDir(), "rootfs.tar.xz"))
+			e.newContainer("c2")
+			down := c.down(t, e)
+			r := e.runEnv(2*time.Minute, nil, e.imageAt(down)...)
+			if r.code != 0 {
+				t.Fatalf("create with the server down and a stale cache:\n%s", r)
+			}
+			if !strings.Contains(r.stderr, "WARNING: ") || !strings.Contains(r.stderr, down) ||
+				!strings.Contains(r.stdout, "Using image from local cache\n") {
+				t.Errorf("want a warning and the cached copy:\n%s", r)
+			}
+			if len(errorLines(r.stderr)) != 0 {
+				t.Errorf("an ERROR line on success:\n%s", r)
+			}
+			checkRootfs(t, e.rootfs, fetchtest.DefaultImage().Rootfs)
+			if !sameFile(t, filepath.Join(e.cacheDir(), "rootfs.tar.xz"), before) {
+				t.Error("the cached rootfs changed")
+			}
+		})
+	}
+	t.Run("no cache", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		down := closedPort(t)
+		r := e.runEnv(2*time.Minute, nil, e.imageAt(down)...)
+		e.mustFail(r, "https://"+down+"/")
+		if _, err := os.Stat(e.cacheDir()); err == nil {
+			t.Error("an entry was made")
+		}
+		if _, n := findPartial(e.cache); n >= 0 {
+			t.Error("a partial download was made")
+		}
+	})
+}
+
+// TestRobustServerError: a 500 on the rootfs is retried; a server error
+// that lasts fails after the attempts with one ERROR line naming the URL.
+func TestRobustServerError(t *testing.T) {
+	t.Parallel()
+	t.Run("500 then success", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		e.srv.FailN(defaultRootfsPath, 500, 1)
+		r := e.run(e.image()...)
+		if r.code != 0 {
+			t.Fatalf("create after one 500:\n%s", r)
+		}
+		reqs := e.srv.RequestsFor(defaultRootfsPath)
+		if len(reqs) != 2 || reqs[0].Status != 500 || reqs[1].Status != 200 {
+			t.Errorf("want a 500 then a 200:\n%s", logOf(reqs))
+		}
+		checkRootfs(t, e.rootfs, fetchtest.DefaultImage().Rootfs)
+	})
+	t.Run("503 on every attempt", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		e.srv.Fail(defaultRootfsPath, 503)
+		r := e.runEnv(2*time.Minute, nil, e.image()...)
+		e.mustFail(r, e.srv.URL+defaultRootfsPath)
+		if !strings.Contains(r.stderr, "503") {
+			t.Errorf("the error does not give the status:\n%s", r)
+		}
+		if reqs := e.srv.RequestsFor(defaultRootfsPath); len(reqs) != 3 {
+			t.Errorf("want 3 attempts:\n%s", logOf(reqs))
+		}
+		if _, err := os.Stat(e.cacheDir()); err == nil {
+			t.Error("an entry was made")
+		}
+	})
+}
+
+// idleTimeoutEnv is how the tests shorten the binary's idle timeout (30 s
+// by default, issue 4).
+const idleTimeoutEnv = "LXC_DOWNLOAD_IDLE_TIMEOUT"
+
+// TestRobustIdleTimeout: a server that stops sending in the middle of the
+// rootfs is abandoned after the idle timeout and the download resumed; one
+// that never sends a byte fails after the attempts, naming the URL.
+func TestRobustIdleTimeout(t *testing.T) {
+	t.Parallel()
+	// With the timeout at 1 s, each run takes a few seconds; with the
+	// default 30 s (the variable ignored), over 30.
+	const limit = 20 * time.Second
+	extra := []string{idleTimeoutEnv + "=1s"}
+	t.Run("stall then resume", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		// 512 bytes, then a minute of silence.
+		e.srv.Trickle(defaultRootfsPath, 512, time.Minute, 1)
+		r, ok := e.start(extra, e.image()...).wait(limit)
+		if !ok {
+			t.Fatalf("no idle timeout within %v: the binary must take its idle timeout from %s=1s for this test:\n%s", limit, idleTimeoutEnv, r)
+		}
+		if r.code != 0 {
+			t.Fatalf("create with a stalling server:\n%s", r)
+		}
+		reqs := e.srv.RequestsFor(defaultRootfsPath)
+		if len(reqs) != 2 || reqs[1].Range != "bytes=512-" {
+			t.Errorf("want the stalled request, then one resuming at byte 512:\n%s", logOf(reqs))
+		}
+		checkRootfs(t, e.rootfs, fetchtest.DefaultImage().Rootfs)
+	})
+	t.Run("silent on every attempt", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		// The header, then nothing, on every request.
+		e.srv.Stall(defaultRootfsPath, 0, time.Minute, 0)
+		r, ok := e.start(extra, e.image()...).wait(limit)
+		if !ok {
+			t.Fatalf("no idle timeout within %v: the binary must take its idle timeout from %s=1s for this test:\n%s", limit, idleTimeoutEnv, r)
+		}
+		e.mustFail(r, e.srv.URL+defaultRootfsPath)
+		if reqs := e.srv.RequestsFor(defaultRootfsPath); len(reqs) != 3 {
+			t.Errorf("want 3 attempts:\n%s", logOf(reqs))
+		}
+		if _, err := os.Stat(e.cacheDir()); err == nil {
+			t.Error("an entry was made")
+		}
+	})
+}
