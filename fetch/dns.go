@@ -234,9 +234,15 @@ func (s *dnsSource) lookup(ctx context.Context, network, host string) ([]net.IPA
 		if !errors.As(err, &de) {
 			de = &net.DNSError{Err: err.Error(), Name: host}
 		}
-		last = &net.DNSError{Err: de.Err, Name: host, Server: ns.addr,
+		reason := de.Err
+		if i := strings.LastIndex(reason, ": "); i >= 0 && de.IsTemporary {
+			// A socket's error, "read udp IP:PORT->SERVER: read:
+			// connection refused": the server is named already.
+			reason = reason[i+2:]
+		}
+		last = &net.DNSError{Err: reason, Name: host, Server: ns.addr, UnwrapErr: de.UnwrapErr,
 			IsTimeout: de.IsTimeout, IsTemporary: de.IsTemporary, IsNotFound: de.IsNotFound}
-		via = append(via, ns.String()+": "+de.Err)
+		via = append(via, ns.String()+": "+reason)
 		if de.IsNotFound || ctx.Err() != nil {
 			break
 		}
