@@ -209,6 +209,22 @@ func (e *env) imageAt(server string, extra ...string) []string {
 		"--server", server, "--keyring", e.srv.KeyFile}, extra...)
 }
 
+// mustFailClear is mustFail, and the ERROR line says each thing once: a
+// message that repeats an operation and path ("write P: write P: ...")
+// is not clear.
+func (e *env) mustFailClear(r result, want string) {
+	e.t.Helper()
+	e.mustFail(r, want)
+	for _, l := range errorLines(r.stderr) {
+		parts := strings.Split(l, ": ")
+		for i := 1; i < len(parts); i++ {
+			if parts[i] == parts[i-1] {
+				e.t.Errorf("the ERROR line repeats %q:\n%s", parts[i], l)
+			}
+		}
+	}
+}
+
 func errorLines(stderr string) []string {
 	var out []string
 	for _, l := range strings.Split(stderr, "\n") {
@@ -600,7 +616,7 @@ func TestRobustServerDown(t *testing.T) {
 		e := newEnv(t)
 		down := closedPort(t)
 		r := e.runEnv(2*time.Minute, nil, e.imageAt(down)...)
-		e.mustFail(r, "https://"+down+"/")
+		e.mustFailClear(r, "https://"+down+"/")
 		if _, err := os.Stat(e.cacheDir()); err == nil {
 			t.Error("an entry was made")
 		}
@@ -633,7 +649,7 @@ func TestRobustServerError(t *testing.T) {
 		e := newEnv(t)
 		e.srv.Fail(defaultRootfsPath, 503)
 		r := e.runEnv(2*time.Minute, nil, e.image()...)
-		e.mustFail(r, e.srv.URL+defaultRootfsPath)
+		e.mustFailClear(r, e.srv.URL+defaultRootfsPath)
 		if !strings.Contains(r.stderr, "503") {
 			t.Errorf("the error does not give the status:\n%s", r)
 		}
@@ -686,12 +702,144 @@ func TestRobustIdleTimeout(t *testing.T) {
 		if !ok {
 			t.Fatalf("no idle timeout within %v: the binary must take its idle timeout from %s=1s for this test:\n%s", limit, idleTimeoutEnv, r)
 		}
-		e.mustFail(r, e.srv.URL+defaultRootfsPath)
+		e.mustFailClear(r, e.srv.URL+defaultRootfsPath)
 		if reqs := e.srv.RequestsFor(defaultRootfsPath); len(reqs) != 3 {
 			t.Errorf("want 3 attempts:\n%s", logOf(reqs))
 		}
 		if _, err := os.Stat(e.cacheDir()); err == nil {
 			t.Error("an entry was made")
+		}
+	})
+}
+
+// mountTmpfs mounts a tmpfs of the given size (as mount's size= takes it)
+// on dir, made if needed, until the test ends; it skips the test when it
+// cannot.
+func mountTmpfs(t *testing.T, dir, size string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: mounts a small tmpfs to fill")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0755"); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v", err)
+	}
+	// Registered after the env's temporary directory, so it runs before
+	// that is removed.
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+}
+
+// filesUnder lists the non-directories under root with their sizes,
+// skipping those keep says are expected.
+func filesUnder(t *testing.T, root string, keep func(rel string) bool) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if d.IsDir() || keep(rel) {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		out = append(out, fmt.Sprintf("%s (%d bytes)", rel, fi.Size()))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// isLockFile: the store's lock files stay beside the entries (documented
+// in package cache); they are empty.
+func isLockFile(rel string) bool { return strings.HasSuffix(rel, ".lock") }
+
+// TestRobustDiskFull: ENOSPC in the cache or in the rootfs gives one clear
+// ERROR line and exit 1, leaves the container's rootfs empty, no partial
+// download behind, and the old cache entry intact.
+func TestRobustDiskFull(t *testing.T) {
+	t.Parallel()
+	_, xz := bigRootfs(t)
+	const noSpace = "no space left on device"
+
+	t.Run("cache", func(t *testing.T) {
+		t.Parallel()
+		e := newBigEnv(t)
+		e.cache = filepath.Join(e.dir, "small")
+		mountTmpfs(t, e.cache, "1m")
+		r := e.runEnv(2*time.Minute, nil, e.image()...)
+		e.mustFailClear(r, noSpace)
+		if junk := filesUnder(t, e.cache, isLockFile); len(junk) != 0 {
+			t.Errorf("left in the full cache: %s", strings.Join(junk, ", "))
+		}
+	})
+
+	t.Run("cache with an old entry", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		e.cache = filepath.Join(e.dir, "small")
+		// Room for the small old image, not for the big new one.
+		mountTmpfs(t, e.cache, "1m")
+		old := fetchtest.DefaultImage()
+		if r := e.run(e.image()...); r.code != 0 {
+			t.Fatalf("first create:\n%s", r)
+		}
+		oldRootfs, _ := e.srv.Get(rootfsPath(old))
+		next := fetchtest.NewImage("debian", "bookworm", "amd64", "default", "20261201_05:24")
+		if err := e.srv.AddImage(next); err != nil {
+			t.Fatal(err)
+		}
+		e.srv.SetSigned(rootfsPath(next), xz)
+		e.srv.SetIndex(fetchtest.Index(next))
+		expire(t, e.cacheDir())
+		before := treeSummary(t, e.cacheDir())
+
+		e.newContainer("c2")
+		r := e.runEnv(2*time.Minute, nil, e.image()...)
+		e.mustFailClear(r, noSpace)
+		if d := firstDifference(before, treeSummary(t, e.cacheDir())); d != "" {
+			t.Errorf("the old entry changed: %s", d)
+		}
+		if b, _ := os.ReadFile(filepath.Join(e.cacheDir(), "build_id")); string(b) != old.Build+"\n" {
+			t.Errorf("build_id %q, want the old %q", b, old.Build)
+		}
+		inEntry := func(rel string) bool {
+			return isLockFile(rel) || strings.HasPrefix(rel, filepath.Join("download", "debian", "bookworm", "amd64", "default")+"/")
+		}
+		if junk := filesUnder(t, e.cache, inEntry); len(junk) != 0 {
+			t.Errorf("left in the full cache: %s", strings.Join(junk, ", "))
+		}
+		e.newContainer("c3")
+		r = e.run(e.image("--force-cache")...)
+		if r.code != 0 {
+			t.Fatalf("--force-cache after the disk filled:\n%s", r)
+		}
+		checkRootfs(t, e.rootfs, old.Rootfs)
+		if !sameFile(t, filepath.Join(e.cacheDir(), "rootfs.tar.xz"), oldRootfs) {
+			t.Error("the old rootfs.tar.xz changed")
+		}
+	})
+
+	t.Run("rootfs", func(t *testing.T) {
+		t.Parallel()
+		e := newBigEnv(t)
+		mountTmpfs(t, e.rootfs, "1m")
+		r := e.runEnv(2*time.Minute, nil, e.image()...)
+		e.mustFailClear(r, noSpace)
+		// The download itself was fine and stays cached.
+		if !sameFile(t, filepath.Join(e.cacheDir(), "rootfs.tar.xz"), xz) {
+			t.Error("the downloaded image was not cached")
 		}
 	})
 }
