@@ -188,6 +188,13 @@ func (d *dnsServer) asked() []string {
 	return slices.Clone(d.queries)
 }
 
+// set changes the server's behaviour while it runs.
+func (d *dnsServer) set(f func(d *dnsServer)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f(d)
+}
+
 func (d *dnsServer) sawQuery(q string) bool { return slices.Contains(d.asked(), q) }
 
 // deadAddr is a UDP address of 127.0.0.1 where nothing listens: queries
@@ -346,7 +353,7 @@ func TestNameservers(t *testing.T) {
 		t.Run(fmt.Sprintf("truncate=%v", truncate), func(t *testing.T) {
 			r := newDNSRig(t)
 			dns := newDNSServer(t, r.hosts())
-			dns.truncate = truncate
+			dns.set(func(d *dnsServer) { d.truncate = truncate })
 			// Nameservers win over resolv.conf and getprop alike.
 			h := missingResolvConf(t)
 			script, log := fakeGetprop(t, map[string]string{"net.dns1": "echo 192.0.2.1"})
@@ -413,7 +420,7 @@ func TestNameserverDead(t *testing.T) {
 func TestNameserverTimeout(t *testing.T) {
 	r := newDNSRig(t)
 	dns := newDNSServer(t, r.hosts())
-	dns.silent = true
+	dns.set(func(d *dnsServer) { d.silent = true })
 	_, err := r.client(func(o *Options) {
 		o.Nameservers = []string{dns.addr}
 		o.ConnectTimeout = 200 * time.Millisecond
@@ -560,16 +567,21 @@ func TestResolvConfPresent(t *testing.T) {
 	script, log := fakeGetprop(t, map[string]string{"net.dns1": "echo 192.0.2.1"})
 	setHostDNS(t, dnsHost{resolvConf: conf, getprop: []string{script}, getpropTimeout: time.Second})
 	r := newDNSRig(t)
+	var mu sync.Mutex
 	var dialed []string
 	_, err := r.client(func(o *Options) {
 		o.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			mu.Lock()
 			dialed = append(dialed, addr)
+			mu.Unlock()
 			// What Go's resolver says for a name that does not exist.
 			return nil, &net.OpError{Op: "dial", Net: network, Err: &net.DNSError{
 				Err: "no such host", Name: testHost, Server: "192.0.2.53:53", IsNotFound: true}}
 		}
 	}).Index(context.Background(), compat.System)
 	wantErrText(t, err, "lookup "+testHost+" via 192.0.2.53:53 from "+conf+": no such host")
+	mu.Lock()
+	defer mu.Unlock()
 	if len(dialed) == 0 || !strings.HasPrefix(dialed[0], testHost+":") {
 		t.Errorf("DialContext got %q, want the name", dialed)
 	}
@@ -602,6 +614,8 @@ func TestNameserversDialContext(t *testing.T) {
 		}
 	}).Index(context.Background(), compat.System))
 	port := netip.MustParseAddrPort(r.srv.Host).Port()
+	mu.Lock()
+	defer mu.Unlock()
 	if !slices.Contains(dialed, fmt.Sprintf("127.0.0.1:%d", port)) || slices.ContainsFunc(dialed, func(a string) bool { return strings.HasPrefix(a, testHost) }) {
 		t.Errorf("DialContext got %q", dialed)
 	}
