@@ -1,16 +1,13 @@
 package cache
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-	"sync"
-
-	"github.com/ulikunitz/xz"
+	"sync/atomic"
 
 	"github.com/lxc/lxc-download/cache/xzpar"
 )
@@ -150,34 +147,41 @@ func Unpack(ctx context.Context, archive *os.File, rootfs string, o UnpackOption
 }
 
 // UnpackReader unpacks the xz-compressed tarball read from r into the
-// existing directory rootfs, decoding serially in a goroutine of its own so
-// decoding and writing overlap. It is Unpack for a stream, such as a
-// download, that cannot be read at random.
+// existing directory rootfs, decoding in goroutines of their own so that
+// reading, decoding and writing overlap. It is Unpack for a stream, such as
+// a download, that cannot be read at random.
 func UnpackReader(ctx context.Context, r io.Reader, rootfs string, o UnpackOptions) error {
-	var progress func(int64)
+	xo := xzpar.Options{Workers: o.Workers}
 	if o.Progress != nil {
-		progress = func(n int64) { o.Progress(n, -1) }
+		xo.Progress = func(n int64) { o.Progress(n, -1) }
 	}
-	return unpackSerial(ctx, r, rootfs, o, progress)
-}
-
-func unpackSerial(ctx context.Context, r io.Reader, rootfs string, o UnpackOptions, progress func(int64)) error {
-	if progress != nil {
-		r = &countingReader{r: r, report: progress}
-	}
-	// The xz decoder reads its input a byte at a time: without a buffer
-	// that is a system call per byte.
-	if _, ok := r.(io.ByteReader); !ok {
-		r = bufio.NewReaderSize(r, 256<<10)
-	}
-	xr, err := xz.NewReader(r)
+	// Blocks whose headers give their sizes (xz --threads writes them)
+	// are decoded in parallel as soon as they have arrived; a download
+	// being unpacked as it comes in gains the most from that.
+	in := &byteCounter{r: r}
+	dec, err := xzpar.NewStreamReader(in, xo)
 	if err != nil {
 		return fmt.Errorf("unpack rootfs: %w", xzError(err))
 	}
-	p := newChunkPipe(xr, 4, 1<<20)
-	err = extractAndDrain(ctx, p, rootfs, o)
-	p.Close()
+	err = extractAndDrain(ctx, dec, rootfs, o)
+	dec.Close()
+	if err == nil && o.Progress != nil {
+		// The index and footer are never "handed out".
+		o.Progress(in.n.Load(), -1)
+	}
 	return err
+}
+
+// byteCounter counts what is read through it.
+type byteCounter struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *byteCounter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // extractAndDrain extracts the tar stream dec and then reads what follows
@@ -205,123 +209,4 @@ func xzError(err error) error {
 		return fmt.Errorf("xz: truncated file: %w", err)
 	}
 	return fmt.Errorf("xz: %w", err)
-}
-
-// countingReader reports the bytes read through it, about every MiB.
-type countingReader struct {
-	r        io.Reader
-	n, last  int64
-	report   func(int64)
-	reported bool
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	if c.n-c.last >= 1<<20 || (err != nil && c.n != c.last) || !c.reported {
-		c.last, c.reported = c.n, true
-		c.report(c.n)
-	}
-	return n, err
-}
-
-// chunkPipe runs a decoder in its own goroutine and hands what it decodes to
-// the reader in large chunks, with a fixed number of buffers in flight, so
-// that decoding (CPU-bound) and writing files (system calls) overlap.
-type chunkPipe struct {
-	full chan []byte
-	free chan []byte
-	stop chan struct{}
-	done chan struct{}
-	err  error // the decoder's final error; read only after full is closed
-
-	cur      []byte // what is left to read of buf
-	buf      []byte // the chunk being read, whole
-	cap      int
-	stopOnce sync.Once
-}
-
-func newChunkPipe(src io.Reader, buffers, size int) *chunkPipe {
-	p := &chunkPipe{
-		full: make(chan []byte, buffers),
-		free: make(chan []byte, buffers),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
-		cap:  size,
-	}
-	for range buffers {
-		p.free <- make([]byte, size)
-	}
-	go p.decode(src)
-	return p
-}
-
-func (p *chunkPipe) decode(src io.Reader) {
-	defer close(p.done)
-	defer close(p.full)
-	for {
-		var buf []byte
-		select {
-		case buf = <-p.free:
-		case <-p.stop:
-			p.err = errors.New("unpack stopped")
-			return
-		}
-		n, err := fill(src, buf[:p.cap])
-		if n > 0 {
-			select {
-			case p.full <- buf[:n]:
-			case <-p.stop:
-				p.err = errors.New("unpack stopped")
-				return
-			}
-		}
-		if err != nil {
-			if err != io.EOF {
-				err = xzError(err)
-			}
-			p.err = err
-			return
-		}
-	}
-}
-
-// fill reads into buf until it is full or src fails; unlike io.ReadFull it
-// keeps the reader's own error, so a truncated stream's io.ErrUnexpectedEOF
-// is not mistaken for a short final chunk.
-func fill(src io.Reader, buf []byte) (int, error) {
-	n := 0
-	for n < len(buf) {
-		k, err := src.Read(buf[n:])
-		n += k
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
-func (p *chunkPipe) Read(b []byte) (int, error) {
-	for len(p.cur) == 0 {
-		if p.buf != nil {
-			p.free <- p.buf[:p.cap]
-			p.buf = nil
-		}
-		buf, ok := <-p.full
-		if !ok {
-			return 0, p.err
-		}
-		p.buf, p.cur = buf, buf
-	}
-	n := copy(b, p.cur)
-	p.cur = p.cur[n:]
-	return n, nil
-}
-
-// Close stops the decoder and waits for its goroutine to end, so the input
-// is not read after Close returns.
-func (p *chunkPipe) Close() error {
-	p.stopOnce.Do(func() { close(p.stop) })
-	<-p.done
-	return nil
 }
