@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -841,5 +843,173 @@ func TestRobustDiskFull(t *testing.T) {
 		if !sameFile(t, filepath.Join(e.cacheDir(), "rootfs.tar.xz"), xz) {
 			t.Error("the downloaded image was not cached")
 		}
+	})
+}
+
+// checkPrintable fails the test for any control character in out but the
+// newline: output that is not a terminal goes to logs (lxc-create's).
+func checkPrintable(t *testing.T, what, out string) {
+	t.Helper()
+	for i, c := range out {
+		if c == utf8.RuneError || (c != '\n' && (c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0))) {
+			t.Errorf("%s: control character %q at byte %d: %q", what, c, i, out[max(i-40, 0):min(i+40, len(out))])
+			return
+		}
+	}
+}
+
+// TestRobustProgress: progress is plain lines when stdout is not a
+// terminal, nothing with --quiet, and bars on a terminal.
+func TestRobustProgress(t *testing.T) {
+	t.Parallel()
+	_, xz := bigRootfs(t)
+	message := fetchtest.DefaultImage().Meta["create-message"]
+
+	t.Run("log", func(t *testing.T) {
+		t.Parallel()
+		e := newBigEnv(t)
+		r := e.run(e.image()...)
+		if r.code != 0 {
+			t.Fatalf("%s", r)
+		}
+		checkPrintable(t, "stdout", r.stdout)
+		checkPrintable(t, "stderr", r.stderr)
+		// The rootfs (over 1 MiB) says its size, each quarter and the end,
+		// between the start of the download and the cache being ready.
+		var progress []string
+		for _, l := range lines(r.stdout) {
+			if strings.HasPrefix(l, "rootfs.tar.xz: ") {
+				progress = append(progress, l)
+			}
+		}
+		size := fmt.Sprintf("%.1f MiB", float64(len(xz))/(1<<20))
+		want := []string{size + " to download", "25% of " + size, "50% of " + size, "75% of " + size, size + " in "}
+		ok := len(progress) == len(want)
+		for i := 0; ok && i < len(want); i++ {
+			ok = strings.Contains(progress[i], want[i])
+		}
+		if !ok {
+			t.Errorf("rootfs.tar.xz progress lines %q, want lines with %q", progress, want)
+		}
+		if first, last := strings.Index(r.stdout, "rootfs.tar.xz: "), strings.LastIndex(r.stdout, "rootfs.tar.xz: "); first < strings.Index(r.stdout, "Downloading the rootfs\n") ||
+			last > strings.Index(r.stdout, "The image cache is now ready\n") {
+			t.Errorf("progress lines out of place:\n%s", r.stdout)
+		}
+	})
+
+	t.Run("quiet", func(t *testing.T) {
+		t.Parallel()
+		e := newBigEnv(t)
+		r := e.run(e.image("--quiet")...)
+		if r.code != 0 {
+			t.Fatalf("%s", r)
+		}
+		if want := "\n---\n" + message; r.stdout != want {
+			t.Errorf("--quiet stdout:\n%q\nwant only the create message:\n%q", r.stdout, want)
+		}
+		if os.Geteuid() == 0 && r.stderr != "" {
+			t.Errorf("--quiet stderr as root: %q", r.stderr)
+		}
+	})
+
+	t.Run("terminal", func(t *testing.T) {
+		t.Parallel()
+		// golang.org/x/term cannot make a pseudo-terminal; util-linux's
+		// script can.
+		if !have("script") {
+			t.Skip("needs script (util-linux) to run the binary on a pseudo-terminal")
+		}
+		e := newBigEnv(t)
+		quoted := []string{binary, "--path=" + e.path, "--name=" + e.name, "--rootfs=" + e.rootfs}
+		quoted = append(quoted, e.image()...)
+		for i, a := range quoted {
+			quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		c := exec.Command("script", "-qec", strings.Join(quoted, " "), "/dev/null")
+		c.Env = e.environ()
+		c.Stdin = strings.NewReader("")
+		b, err := c.CombinedOutput()
+		out := string(b)
+		if err != nil {
+			t.Fatalf("on a terminal: %v\n%q", err, out)
+		}
+		if !strings.Contains(out, message[:20]) {
+			t.Fatalf("the run on a terminal did not finish:\n%q", out)
+		}
+		// A bar redraws its line: a carriage return not ending a line (the
+		// terminal turns each newline into CR LF).
+		bar := regexp.MustCompile(`\r[^\r\n]*rootfs\.tar\.xz[^\r\n]*%`)
+		if !bar.MatchString(out) {
+			t.Errorf("no progress bar for rootfs.tar.xz on a terminal:\n%q", out)
+		}
+		unpack := out[strings.Index(out, "Unpacking the rootfs"):]
+		unpack = unpack[:strings.Index(unpack, "---")]
+		if !regexp.MustCompile(`\r[^\n]`).MatchString(unpack) {
+			t.Errorf("no progress bar for the unpack on a terminal (issue 4 asks for one):\n%q", unpack)
+		}
+	})
+}
+
+// TestRobustNoTmp: the binary writes nothing to the temporary directory:
+// TMPDIR unwritable or missing changes nothing, and, as root, a run in a
+// mount namespace where /tmp is read-only still works.
+func TestRobustNoTmp(t *testing.T) {
+	t.Parallel()
+	t.Run("TMPDIR", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		tmp := filepath.Join(e.dir, "tmp")
+		if err := os.Mkdir(tmp, 0o555); err != nil {
+			t.Fatal(err)
+		}
+		r := e.runEnv(2*time.Minute, []string{"TMPDIR=" + tmp}, e.image()...)
+		if r.code != 0 {
+			t.Fatalf("with TMPDIR read-only:\n%s", r)
+		}
+		// Root may write to a 0555 directory: what matters is that
+		// nothing did.
+		if names, _ := os.ReadDir(tmp); len(names) != 0 {
+			t.Errorf("written to TMPDIR: %v", names)
+		}
+		missing := filepath.Join(e.dir, "no-such-tmp")
+		e.newContainer("c2")
+		r = e.runEnv(2*time.Minute, []string{"TMPDIR=" + missing}, e.image("--flush-cache")...)
+		if r.code != 0 {
+			t.Fatalf("with TMPDIR missing:\n%s", r)
+		}
+		if _, err := os.Stat(missing); err == nil {
+			t.Errorf("TMPDIR %s was created", missing)
+		}
+	})
+	t.Run("read-only /tmp", func(t *testing.T) {
+		t.Parallel()
+		needRoot(t, "makes /tmp read-only in a mount namespace")
+		if !have("unshare") {
+			t.Skip("needs unshare (util-linux)")
+		}
+		e := newEnv(t)
+		// /tmp read-only; the test's own directory, which may be below
+		// it, bound writable on top; then a probe that /tmp refuses.
+		script := `set -e
+mount --bind /tmp /tmp
+mount -o remount,bind,ro /tmp
+mount --bind "$ROBUST_DIR" "$ROBUST_DIR"
+mount -o remount,bind,rw "$ROBUST_DIR" "$ROBUST_DIR"
+if touch /tmp/.lxc-download-robust-probe 2>/dev/null; then rm -f /tmp/.lxc-download-robust-probe; echo "/tmp is still writable" >&2; exit 99; fi
+exec "$@"`
+		args := append([]string{"-m", "sh", "-c", script, "sh", binary, "--path=" + e.path, "--name=" + e.name, "--rootfs=" + e.rootfs}, e.image()...)
+		c := exec.Command("unshare", args...)
+		c.Env = append(e.environ(), "ROBUST_DIR="+e.dir)
+		var out, errb bytes.Buffer
+		c.Stdout, c.Stderr = &out, &errb
+		err := c.Run()
+		r := result{code: c.ProcessState.ExitCode(), stdout: out.String(), stderr: errb.String()}
+		if r.code == 99 || (err != nil && strings.Contains(r.stderr, "mount")) {
+			t.Skipf("cannot make /tmp read-only here:\n%s", r)
+		}
+		if r.code != 0 {
+			t.Fatalf("with /tmp read-only:\n%s", r)
+		}
+		checkRootfs(t, e.rootfs, fetchtest.DefaultImage().Rootfs)
 	})
 }
