@@ -105,20 +105,31 @@ func BenchmarkDecode(b *testing.B) {
 			b.Fatalf("decoded %d bytes, want %d", n, total)
 		}
 	}
-	// decode returns the peak RSS of a child process that did the work,
-	// or 0 when the work was done in this one.
-	run := func(name string, decode func(b *testing.B) (childRSS uint64)) {
+	// decode returns the peak RSS and CPU time of a child process that
+	// did the work, or zeros when the work was done in this one.
+	run := func(name string, decode func(b *testing.B) (childRSS uint64, childCPU time.Duration)) {
 		b.Run(name, func(b *testing.B) {
 			b.SetBytes(total)
 			runtime.GC()
 			debug.FreeOSMemory()
 			peak := watchMemory()
+			cpu0 := processCPU()
 			b.ResetTimer()
 			var child uint64
+			var childCPU time.Duration
 			for range b.N {
-				child = max(child, decode(b))
+				rss, cpu := decode(b)
+				child = max(child, rss)
+				childCPU += cpu
 			}
 			b.StopTimer()
+			cpu := processCPU() - cpu0
+			if child > 0 {
+				cpu = childCPU
+			}
+			// CPU time tells the decoders' efficiency apart even when
+			// other work on the machine makes wall time noisy.
+			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 			heap, arena, rss := peak()
 			if child > 0 {
 				rss = child
@@ -132,17 +143,17 @@ func BenchmarkDecode(b *testing.B) {
 		})
 	}
 
-	run("ulikunitz-serial", func(b *testing.B) uint64 {
+	run("ulikunitz-serial", func(b *testing.B) (uint64, time.Duration) {
 		xr, err := xz.NewReader(bufio.NewReaderSize(io.NewSectionReader(f, 0, size), inputBufferSize))
 		if err != nil {
 			b.Fatal(err)
 		}
 		n, err := io.Copy(io.Discard, xr)
 		check(b, n, err)
-		return 0
+		return 0, 0
 	})
 	for _, workers := range []int{1, 2, 4} {
-		run(fmt.Sprintf("xzpar-workers=%d", workers), func(b *testing.B) uint64 {
+		run(fmt.Sprintf("xzpar-workers=%d", workers), func(b *testing.B) (uint64, time.Duration) {
 			r, err := NewReader(f, size, Options{Workers: workers})
 			if err != nil {
 				b.Fatal(err)
@@ -150,10 +161,10 @@ func BenchmarkDecode(b *testing.B) {
 			n, err := io.Copy(io.Discard, r)
 			r.Close()
 			check(b, n, err)
-			return 0
+			return 0, 0
 		})
 	}
-	run("xzpar-stream-workers=2", func(b *testing.B) uint64 {
+	run("xzpar-stream-workers=2", func(b *testing.B) (uint64, time.Duration) {
 		r, err := NewStreamReader(io.NewSectionReader(f, 0, size), Options{Workers: 2})
 		if err != nil {
 			b.Fatal(err)
@@ -161,7 +172,7 @@ func BenchmarkDecode(b *testing.B) {
 		n, err := io.Copy(io.Discard, r)
 		r.Close()
 		check(b, n, err)
-		return 0
+		return 0, 0
 	})
 	xzPath, err := exec.LookPath("xz")
 	if err != nil {
@@ -169,7 +180,7 @@ func BenchmarkDecode(b *testing.B) {
 		return
 	}
 	for _, threads := range []string{"1", "0"} {
-		run("xz-dc-T"+threads, func(b *testing.B) uint64 {
+		run("xz-dc-T"+threads, func(b *testing.B) (uint64, time.Duration) {
 			null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 			if err != nil {
 				b.Fatal(err)
@@ -182,10 +193,11 @@ func BenchmarkDecode(b *testing.B) {
 			if err := cmd.Run(); err != nil {
 				b.Fatalf("xz -dc: %v: %s", err, stderr.Bytes())
 			}
+			cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 			if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-				return uint64(ru.Maxrss) << 10 // kilobytes on Linux
+				return uint64(ru.Maxrss) << 10, cpu // kilobytes on Linux
 			}
-			return 0
+			return 0, cpu
 		})
 	}
 }
@@ -243,4 +255,13 @@ func peakRSS() uint64 {
 		}
 	}
 	return 0
+}
+
+// processCPU returns the user and system CPU time this process used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
