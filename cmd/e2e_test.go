@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"syscall"
@@ -415,11 +416,32 @@ func TestBadInput(t *testing.T) {
 			if r := e.run(e.image()...); r.code != 0 {
 				t.Fatalf("%s", r)
 			}
-			before, _ := os.ReadFile(filepath.Join(e.cacheDir(), "rootfs.tar.xz"))
+			before := readDir(t, e.cacheDir())
+			// Past the 30-day cap, so the run must ask the server again.
+			old := time.Now().Add(-31 * 24 * time.Hour)
+			if err := os.Chtimes(filepath.Join(e.cacheDir(), "build_id"), old, old); err != nil {
+				t.Fatal(err)
+			}
 			c.break_(e.srv)
 			e.newContainer("c2")
-			e.mustFail(e.run(e.image("--flush-cache")...), c.want)
-			_ = before
+			r := e.run(e.image()...)
+			if c.name == "index 500" {
+				// The server cannot serve the index: the old copy is
+				// used, with a warning (issue 4).
+				if r.code != 0 || !strings.Contains(r.stderr, "WARNING: The image server cannot be reached") ||
+					!strings.Contains(r.stdout, "Using image from local cache") {
+					t.Errorf("with the server failing, the cached copy should be used:\n%s", r)
+				}
+			} else {
+				e.mustFail(r, c.want)
+			}
+			if after := readDir(t, e.cacheDir()); !reflect.DeepEqual(after, before) {
+				t.Errorf("the cached entry changed")
+			}
+			e.newContainer("c3")
+			if r := e.run(e.image("--force-cache")...); r.code != 0 {
+				t.Errorf("the old entry is no longer usable:\n%s", r)
+			}
 		})
 	}
 }
@@ -550,4 +572,20 @@ func openParents(p string) {
 	for d := filepath.Dir(p); d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
 		os.Chmod(d, 0o755)
 	}
+}
+
+// readDir returns the contents of the regular files in dir by name.
+func readDir(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for _, d := range ents {
+		if b, err := os.ReadFile(filepath.Join(dir, d.Name())); err == nil {
+			files[d.Name()] = string(b)
+		}
+	}
+	return files
 }

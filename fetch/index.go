@@ -3,6 +3,7 @@ package fetch
 import (
 	"context"
 	"fmt"
+	pathpkg "path"
 
 	"github.com/lxc/lxc-download/compat"
 )
@@ -47,7 +48,9 @@ func (c *Client) signedFile(ctx context.Context, path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := VerifyDetached(c.o.Keyring, path, data, sig); err != nil {
+	// Name the file as the user knows it: "Invalid signature for
+	// index-system.7", as the GPG-era template said.
+	if err := VerifyDetached(c.o.Keyring, pathpkg.Base(path), data, sig); err != nil {
 		return nil, err
 	}
 	return data, nil
