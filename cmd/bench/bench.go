@@ -458,6 +458,14 @@ func printTable(out io.Writer, rows []row, samples map[*side][]sample) {
 			}
 		}
 	}
+	fmt.Fprintln(out, "wall seconds of each run, in order:")
+	for _, s := range seen {
+		var ts []string
+		for _, smp := range samples[s] {
+			ts = append(ts, fmt.Sprintf("%.2f", smp.wall.Seconds()))
+		}
+		fmt.Fprintf(out, "  %-42s %s\n", s.label, strings.Join(ts, " "))
+	}
 	if len(counts) > 1 {
 		fmt.Fprintln(out, "WARNING: the sides unpacked different numbers of entries:")
 		for n, labels := range counts {
