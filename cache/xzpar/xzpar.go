@@ -2,11 +2,18 @@
 //
 // xz --threads (and every image builder that uses it) splits its input into
 // independent blocks, 24 MiB each at the default level, and records their
-// sizes in an index at the end of the file. With the file at hand (an
-// io.ReaderAt), the blocks can be decoded at the same time and handed out
-// in order. Files that cannot be decoded that way (one block, filters other
-// than LZMA2) are decoded serially with the same API, so callers need no
-// second code path.
+// sizes in an index at the end of the file and in each block's header.
+// NewReader reads the index of a file at hand (an io.ReaderAt);
+// NewStreamReader reads block headers as the data arrives (a download).
+// Either way the blocks are decoded at the same time and handed out in
+// order, each verified against its check before any of it is handed out.
+// Files that cannot be decoded that way (one block, no sizes) are decoded
+// serially with the same API, so callers need no second code path.
+//
+// Memory is bounded whatever the file's size: one buffer of an
+// uncompressed block per worker, kept outside the Go heap so that the
+// garbage collector's headroom does not double it, plus one LZMA2
+// dictionary per worker.
 //
 // The LZMA2 decoding itself is github.com/ulikunitz/xz/lzma's; this
 // package parses the container, schedules the blocks and verifies sizes
@@ -34,7 +41,8 @@ import (
 // above the 192 MiB blocks of xz -9 --threads.
 const DefaultMaxBlockSize = 256 << 20
 
-// Options tune NewReader. The zero value is ready to use.
+// Options tune NewReader and NewStreamReader. The zero value is ready to
+// use.
 type Options struct {
 	// Workers is how many blocks are decoded at the same time; 0 means
 	// runtime.GOMAXPROCS(0). Memory use grows with it: there is one
@@ -43,15 +51,17 @@ type Options struct {
 	// default level) in it.
 	Workers int
 	// MaxBlockSize is the largest uncompressed block decoded in parallel,
-	// which bounds each buffer; 0 means DefaultMaxBlockSize. Files with a
-	// larger block are decoded serially, which needs no block buffer.
+	// which bounds each buffer; 0 means DefaultMaxBlockSize. Larger blocks
+	// are decoded serially, which needs no block buffer: by NewReader, the
+	// whole file; by NewStreamReader, those blocks.
 	// Serial decoding refuses an LZMA2 dictionary larger than this or
 	// DefaultMaxBlockSize, whichever is larger, as it would have to
 	// allocate it whole (parallel decoding needs no more dictionary than
 	// the block's size).
 	MaxBlockSize int64
 	// Progress, if set, is called from Read with the number of compressed
-	// bytes whose output has been handed out so far. Calls never overlap.
+	// bytes whose output has been handed out so far (an offset in the
+	// file, at block boundaries or more often). Calls never overlap.
 	Progress func(compressed int64)
 }
 
