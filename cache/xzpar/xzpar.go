@@ -97,6 +97,34 @@ func NewReader(ra io.ReaderAt, size int64, o Options) (io.ReadCloser, error) {
 	return newFileReader(ra, l, o), nil
 }
 
+// Info describes an xz file's structure, as its indexes and block headers
+// give it.
+type Info struct {
+	// Blocks is the number of blocks, over all streams.
+	Blocks int
+	// Size is the size of the decompressed content.
+	Size int64
+	// MaxBlockSize is the size of the largest block, decompressed.
+	MaxBlockSize int64
+}
+
+// Stat reads the structure of the xz file of size bytes in ra (every
+// stream's header, index and footer, and every block header) without
+// decoding any data, and checks it the way NewReader does. It is a cheap
+// way to tell a complete xz file from a truncated or damaged one; the
+// blocks' data and checks are only verified by decoding them.
+func Stat(ra io.ReaderAt, size int64) (Info, error) {
+	l, err := parse(ra, size)
+	if err != nil {
+		return Info{}, err
+	}
+	info := Info{Blocks: len(l.blocks), MaxBlockSize: l.maxBlockSize}
+	for _, b := range l.blocks {
+		info.Size += b.size
+	}
+	return info, nil
+}
+
 // arenaAllocated and arenaInUse count the bytes all arenas ever allocated
 // and hold now, for tests and benchmarks.
 var arenaAllocated, arenaInUse atomic.Int64

@@ -606,3 +606,23 @@ func TestProgress(t *testing.T) {
 		}
 	}
 }
+
+func TestStat(t *testing.T) {
+	data := sampleData()
+	file := bytes.Join([][]byte{
+		xzCompress(t, data[:100_000], "-1", "-T1"),
+		make([]byte, 4),
+		xzCompress(t, data[100_000:], "-1", "-T2", "--block-size=64KiB"),
+	}, nil)
+	info, err := Stat(bytes.NewReader(file), int64(len(file)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Info{Blocks: 1 + (len(data)-100_000+65535)/65536, Size: int64(len(data)), MaxBlockSize: 100_000}
+	if info != want {
+		t.Errorf("Stat = %+v, want %+v", info, want)
+	}
+	if _, err := Stat(bytes.NewReader(file[:len(file)-1]), int64(len(file)-1)); err == nil || !strings.HasPrefix(err.Error(), "xz: ") {
+		t.Errorf("Stat of a truncated file: %v", err)
+	}
+}
