@@ -174,6 +174,18 @@ func resumedFrom(reqs []fetchtest.Request) int64 {
 	return from
 }
 
+// fileBytes is how many bytes of the file itself reqs were sent: the
+// bodies of 200 and 206 answers (not those of errors, such as a 416's).
+func fileBytes(reqs []fetchtest.Request) int64 {
+	var n int64
+	for _, r := range reqs {
+		if r.Status == 200 || r.Status == 206 || r.Status == 0 {
+			n += r.Bytes
+		}
+	}
+	return n
+}
+
 func logOf(reqs []fetchtest.Request) string {
 	var b strings.Builder
 	for _, r := range reqs {
@@ -237,33 +249,106 @@ func errorLines(stderr string) []string {
 	return out
 }
 
-// TestRobustDropResumes: a connection dropped in the middle of the rootfs
-// is resumed with a Range request, and no byte that arrived is fetched
-// again.
-func TestRobustDropResumes(t *testing.T) {
+// TestRobustTransferFaults: faults in the middle of the rootfs download.
+// A dropped connection is resumed with a Range request and no byte that
+// arrived is fetched again; a server that then ignores the range sends the
+// whole file, which replaces the partial one (and restarts the unpack that
+// runs while the rootfs downloads); a Content-Length longer than the body
+// is noticed and the download completed. Every time the container gets the
+// image's tree, nothing more and nothing less.
+func TestRobustTransferFaults(t *testing.T) {
 	t.Parallel()
 	files, xz := bigRootfs(t)
-	e := newBigEnv(t)
-	cut := int64(len(xz) / 2)
-	e.srv.DropAfter(defaultRootfsPath, cut, 1)
-	r := e.run(e.image()...)
-	if r.code != 0 {
-		t.Fatalf("create with a dropped connection:\n%s", r)
+	size := int64(len(xz))
+	cut := size / 2
+
+	t.Run("dropped", func(t *testing.T) {
+		t.Parallel()
+		e := newBigEnv(t)
+		e.srv.DropAfter(defaultRootfsPath, cut, 1)
+		r := e.run(e.image()...)
+		if r.code != 0 {
+			t.Fatalf("create with a dropped connection:\n%s", r)
+		}
+		reqs := e.srv.RequestsFor(defaultRootfsPath)
+		from := resumedFrom(reqs)
+		if len(reqs) != 2 || from <= 0 || from > cut {
+			t.Errorf("want the dropped request and one Range request from at most byte %d:\n%s", cut, logOf(reqs))
+		}
+		// Only what was lost in flight at the drop may come twice.
+		if sent := e.srv.BytesSent(defaultRootfsPath); from > 0 && sent != size+cut-from {
+			t.Errorf("%d bytes sent for a %d-byte rootfs resumed at %d (dropped at %d):\n%s", sent, size, from, cut, logOf(reqs))
+		}
+		e.checkImage(files, xz)
+	})
+
+	t.Run("dropped, then range ignored", func(t *testing.T) {
+		t.Parallel()
+		e := newBigEnv(t)
+		e.srv.DropAfter(defaultRootfsPath, cut, 1)
+		// The first request uses up one (it asks for no range).
+		e.srv.IgnoreRange(defaultRootfsPath, 2)
+		r := e.run(e.image()...)
+		if r.code != 0 {
+			t.Fatalf("create with a server ignoring Range:\n%s", r)
+		}
+		reqs := e.srv.RequestsFor(defaultRootfsPath)
+		if len(reqs) != 2 || resumedFrom(reqs) <= 0 || reqs[1].Status != 200 || reqs[1].Bytes != size {
+			t.Errorf("want the dropped request, then a Range request answered with the whole file:\n%s", logOf(reqs))
+		}
+		e.checkImage(files, xz)
+	})
+
+	t.Run("content-length too long", func(t *testing.T) {
+		t.Parallel()
+		e := newBigEnv(t)
+		e.srv.LongContentLength(defaultRootfsPath, 1000, 1)
+		r := e.run(e.image()...)
+		if r.code != 0 {
+			t.Fatalf("create with a Content-Length 1000 bytes too long:\n%s", r)
+		}
+		reqs := e.srv.RequestsFor(defaultRootfsPath)
+		if len(reqs) < 2 || resumedFrom(reqs) != size || fileBytes(reqs) != size {
+			t.Errorf("want the short response, then a Range request from its end (byte %d), and each byte sent once:\n%s", size, logOf(reqs))
+		}
+		e.checkImage(files, xz)
+	})
+}
+
+// checkImage checks that the cache holds the server's rootfs.tar.xz and
+// that the container's rootfs is exactly the image's tree.
+func (e *env) checkImage(files []fetchtest.File, xz []byte) {
+	e.t.Helper()
+	if !sameFile(e.t, filepath.Join(e.cacheDir(), "rootfs.tar.xz"), xz) {
+		e.t.Error("the cached rootfs.tar.xz differs from the server's")
 	}
-	reqs := e.srv.RequestsFor(defaultRootfsPath)
-	from := resumedFrom(reqs)
-	if len(reqs) != 2 || from <= 0 || from > cut {
-		t.Errorf("want the dropped request and one Range request from at most byte %d:\n%s", cut, logOf(reqs))
+	checkRootfs(e.t, e.rootfs, files)
+	checkNoExtra(e.t, e.rootfs, files)
+}
+
+// checkNoExtra fails the test for any path in rootfs that the image does
+// not hold (dev/pts aside, which the template adds): the leftovers of an
+// unpack that started over.
+func checkNoExtra(t *testing.T, rootfs string, files []fetchtest.File) {
+	t.Helper()
+	want := map[string]bool{".": true, "dev": true, "dev/pts": true}
+	for _, f := range files {
+		want[strings.TrimSuffix(strings.TrimPrefix(f.Name, "./"), "/")] = true
 	}
-	// Only what was lost in flight at the drop may come twice.
-	sent := e.srv.BytesSent(defaultRootfsPath)
-	if from > 0 && sent != int64(len(xz))+cut-from {
-		t.Errorf("%d bytes sent for a %d-byte rootfs resumed at %d (dropped at %d):\n%s", sent, len(xz), from, cut, logOf(reqs))
+	var extra []string
+	filepath.WalkDir(rootfs, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		rel, _ := filepath.Rel(rootfs, p)
+		if !want[rel] {
+			extra = append(extra, rel)
+		}
+		return nil
+	})
+	if len(extra) > 0 {
+		t.Errorf("%d paths in the rootfs that the image does not hold: %q", len(extra), extra[:min(len(extra), 10)])
 	}
-	if !sameFile(t, filepath.Join(e.cacheDir(), "rootfs.tar.xz"), xz) {
-		t.Error("the cached rootfs.tar.xz differs from the server's")
-	}
-	checkRootfs(t, e.rootfs, files)
 }
 
 // treeSummary describes every path under root, one line each, sorted: type
@@ -414,30 +499,56 @@ func TestRobustKill9Resumes(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("the run after kill -9:\n%s", r)
 	}
-	var again []fetchtest.Request
-	for _, q := range e.srv.Requests()[before:] {
-		if q.Path == defaultRootfsPath {
-			again = append(again, q)
-		}
-	}
-	from := resumedFrom(again)
-	if from < seen {
+	again := requestsSince(e.srv, before, defaultRootfsPath)
+	if from := resumedFrom(again); from < seen {
 		t.Errorf("the next run did not resume from the %d bytes on disk:\n%s", seen, logOf(again))
 	}
-	var sentAgain int64
-	for _, q := range again {
-		sentAgain += q.Bytes
-	}
+	sentAgain := fileBytes(again)
 	if sentAgain >= int64(len(xz)) || killedSent+sentAgain >= 2*int64(len(xz)) {
 		t.Errorf("%d bytes before the kill and %d after for a %d-byte rootfs:\n%s", killedSent, sentAgain, len(xz), logOf(again))
 	}
-	if !sameFile(t, filepath.Join(e.cacheDir(), "rootfs.tar.xz"), xz) {
-		t.Error("the cached rootfs.tar.xz differs from the server's")
-	}
-	checkRootfs(t, e.rootfs, files)
+	e.checkImage(files, xz)
 	if _, n := findPartial(e.cache); n >= 0 {
 		t.Errorf("a partial download is left in the cache after success (%d bytes)", n)
 	}
+}
+
+// TestRobustKill9FileChanged: when the file on the server changed between
+// the killed run and the next, the partial download is not resumed onto
+// it: the If-Range validator makes the server send the new file whole.
+func TestRobustKill9FileChanged(t *testing.T) {
+	t.Parallel()
+	_, xz := bigRootfs(t)
+	e := newEnv(t)
+	small, _ := e.srv.Get(defaultRootfsPath)
+	e.srv.SetSigned(defaultRootfsPath, xz)
+	e.killMidDownload(len(xz), e.image()...)
+	// Same path, new content (the small image of DefaultImage), signed.
+	e.srv.SetSigned(defaultRootfsPath, small)
+	before := len(e.srv.Requests())
+
+	e.newContainer("c2")
+	r := e.run(e.image()...)
+	if r.code != 0 {
+		t.Fatalf("the run after kill -9 and a change on the server:\n%s", r)
+	}
+	again := requestsSince(e.srv, before, defaultRootfsPath)
+	if len(again) == 0 || again[0].Range == "" || again[0].IfRange == "" {
+		t.Errorf("want the partial download offered for resumption with If-Range:\n%s", logOf(again))
+	}
+	e.checkImage(fetchtest.DefaultImage().Rootfs, small)
+}
+
+// requestsSince are the requests for p in the server's log from index
+// before on.
+func requestsSince(s *fetchtest.Server, before int, p string) []fetchtest.Request {
+	var out []fetchtest.Request
+	for _, q := range s.Requests()[before:] {
+		if q.Path == p {
+			out = append(out, q)
+		}
+	}
+	return out
 }
 
 // TestRobustKill9KeepsOldEntry: a run killed while it downloads a new build
@@ -497,16 +608,11 @@ func TestRobustKill9KeepsOldEntry(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(e.cacheDir(), "build_id")); string(b) != next.Build+"\n" {
 		t.Errorf("build_id %q, want the new %q", b, next.Build)
 	}
-	var again []fetchtest.Request
-	for _, q := range e.srv.Requests()[before:] {
-		if q.Path == rootfsPath(next) {
-			again = append(again, q)
-		}
-	}
+	again := requestsSince(e.srv, before, rootfsPath(next))
 	if resumedFrom(again) <= 0 {
 		t.Errorf("the new build's download was not resumed:\n%s", logOf(again))
 	}
-	checkRootfs(t, e.rootfs, files)
+	e.checkImage(files, xz)
 }
 
 // expire makes the cached entry's expiry lie in the past.
@@ -552,6 +658,7 @@ func TestRobustConcurrent(t *testing.T) {
 			downloads, len(reqs), e.srv.BytesSent(defaultRootfsPath), len(xz), logOf(reqs))
 	}
 	checkRootfs(t, rootfses[0], files)
+	checkNoExtra(t, rootfses[0], files)
 	want := treeSummary(t, rootfses[0])
 	for i := 1; i < n; i++ {
 		if d := firstDifference(want, treeSummary(t, rootfses[i])); d != "" {
@@ -920,34 +1027,49 @@ func TestRobustProgress(t *testing.T) {
 			t.Skip("needs script (util-linux) to run the binary on a pseudo-terminal")
 		}
 		e := newBigEnv(t)
-		quoted := []string{binary, "--path=" + e.path, "--name=" + e.name, "--rootfs=" + e.rootfs}
-		quoted = append(quoted, e.image()...)
-		for i, a := range quoted {
-			quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-		c := exec.Command("script", "-qec", strings.Join(quoted, " "), "/dev/null")
-		c.Env = e.environ()
-		c.Stdin = strings.NewReader("")
-		b, err := c.CombinedOutput()
-		out := string(b)
-		if err != nil {
-			t.Fatalf("on a terminal: %v\n%q", err, out)
-		}
-		if !strings.Contains(out, message[:20]) {
-			t.Fatalf("the run on a terminal did not finish:\n%q", out)
-		}
+		out := e.runOnTerminal(t, message)
 		// A bar redraws its line: a carriage return not ending a line (the
 		// terminal turns each newline into CR LF).
 		bar := regexp.MustCompile(`\r[^\r\n]*rootfs\.tar\.xz[^\r\n]*%`)
 		if !bar.MatchString(out) {
 			t.Errorf("no progress bar for rootfs.tar.xz on a terminal:\n%q", out)
 		}
+		// From the warm cache, unpacking is all the run does.
+		e.newContainer("c2")
+		out = e.runOnTerminal(t, message)
+		if !strings.Contains(out, "Using image from local cache") {
+			t.Fatalf("the second run did not use the cache:\n%q", out)
+		}
 		unpack := out[strings.Index(out, "Unpacking the rootfs"):]
 		unpack = unpack[:strings.Index(unpack, "---")]
 		if !regexp.MustCompile(`\r[^\n]`).MatchString(unpack) {
-			t.Errorf("no progress bar for the unpack on a terminal (issue 4 asks for one):\n%q", unpack)
+			t.Errorf("no progress bar for the unpack from the cache on a terminal (issue 4 asks for one):\n%q", unpack)
 		}
 	})
+}
+
+// runOnTerminal runs the binary for the current container on a
+// pseudo-terminal and returns what it wrote there, which must include
+// message (the end of a successful run).
+func (e *env) runOnTerminal(t *testing.T, message string) string {
+	t.Helper()
+	quoted := []string{binary, "--path=" + e.path, "--name=" + e.name, "--rootfs=" + e.rootfs}
+	quoted = append(quoted, e.image()...)
+	for i, a := range quoted {
+		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	c := exec.Command("script", "-qec", strings.Join(quoted, " "), "/dev/null")
+	c.Env = e.environ()
+	c.Stdin = strings.NewReader("")
+	b, err := c.CombinedOutput()
+	out := string(b)
+	if err != nil {
+		t.Fatalf("on a terminal: %v\n%q", err, out)
+	}
+	if !strings.Contains(out, "Unpacking the rootfs") || !strings.Contains(out, strings.ReplaceAll(message, "\n", "\r\n")) {
+		t.Fatalf("the run on a terminal did not finish:\n%q", out)
+	}
+	return out
 }
 
 // TestRobustNoTmp: the binary writes nothing to the temporary directory:
