@@ -51,12 +51,12 @@ func TestStreamedUnpack(t *testing.T) {
 	checkRootfs(t, e.rootfs, img.Rootfs)
 
 	// The same image unpacked from the cache gives the same tree.
-	streamed := describeTree(t, e.rootfs)
+	streamed := describeTree(t, e.rootfs, true)
 	e.newContainer("c2")
 	if r := e.run(e.image()...); r.code != 0 {
 		t.Fatalf("from the cache:\n%s", r)
 	}
-	if fromCache := describeTree(t, e.rootfs); fromCache != streamed {
+	if fromCache := describeTree(t, e.rootfs, true); fromCache != streamed {
 		t.Errorf("streamed and cached unpacks differ:\n--- streamed\n%s\n--- from the cache\n%s", streamed, fromCache)
 	}
 }
