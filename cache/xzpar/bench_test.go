@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,46 +71,121 @@ func benchInput(b *testing.B) string {
 	return path
 }
 
-// BenchmarkDecode decodes one multi-block xz file to io.Discard with
-// ulikunitz/xz alone, with NewReader and 1, 2 and 4 workers, with
-// NewStreamReader and 2 workers, and with
-// liblzma (xz -dc, single- and multi-threaded), reporting MB/s of
-// decompressed data, peak heap and peak RSS of the process.
-func BenchmarkDecode(b *testing.B) {
+// benchFile is the benchmark's input, open.
+type benchFile struct {
+	path  string
+	f     *os.File
+	size  int64 // compressed
+	total int64 // decompressed
+}
+
+// openBenchInput opens the benchmark's input; it is closed with the
+// benchmark.
+func openBenchInput(b *testing.B) *benchFile {
 	path := benchInput(b)
 	f, err := os.Open(path)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer f.Close()
+	b.Cleanup(func() { f.Close() })
 	fi, err := f.Stat()
 	if err != nil {
 		b.Fatal(err)
 	}
-	size := fi.Size()
-	l, err := parse(f, size)
+	info, err := Stat(f, fi.Size())
 	if err != nil {
 		b.Fatal(err)
 	}
-	var total int64
-	for _, blk := range l.blocks {
-		total += blk.size
-	}
-	b.Logf("%s: %d bytes, %d blocks, %d bytes decompressed, largest block %d", path, size, len(l.blocks), total, l.maxBlockSize)
+	b.Logf("%s: %d bytes, %d blocks, %d bytes decompressed, largest block %d",
+		path, fi.Size(), info.Blocks, info.Size, info.MaxBlockSize)
+	return &benchFile{path: path, f: f, size: fi.Size(), total: info.Size}
+}
 
-	check := func(b *testing.B, n int64, err error) {
-		if err != nil {
-			b.Fatal(err)
-		}
-		if n != total {
-			b.Fatalf("decoded %d bytes, want %d", n, total)
-		}
+// benchDecoder decodes the whole input and returns the peak RSS and CPU
+// time of a child process that did the work, or zeros when the work was
+// done in this one.
+type benchDecoder func(tb testing.TB, in *benchFile) (childRSS uint64, childCPU time.Duration)
+
+// drain reads r to its end and checks it yielded the input's size.
+func drain(tb testing.TB, in *benchFile, r io.Reader) {
+	n, err := io.Copy(io.Discard, r)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	// decode returns the peak RSS and CPU time of a child process that
-	// did the work, or zeros when the work was done in this one.
-	run := func(name string, decode func(b *testing.B) (childRSS uint64, childCPU time.Duration)) {
+	if n != in.total {
+		tb.Fatalf("decoded %d bytes, want %d", n, in.total)
+	}
+}
+
+// ulikunitzSerial decodes with ulikunitz/xz alone, its input buffered.
+func ulikunitzSerial(tb testing.TB, in *benchFile) (uint64, time.Duration) {
+	xr, err := xz.NewReader(bufio.NewReaderSize(io.NewSectionReader(in.f, 0, in.size), inputBufferSize))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	drain(tb, in, xr)
+	return 0, 0
+}
+
+// xzpar decodes with NewReader.
+func xzpar(workers int) benchDecoder {
+	return func(tb testing.TB, in *benchFile) (uint64, time.Duration) {
+		r, err := NewReader(in.f, in.size, Options{Workers: workers})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer r.Close()
+		drain(tb, in, r)
+		return 0, 0
+	}
+}
+
+// xzparStream decodes with NewStreamReader.
+func xzparStream(workers int) benchDecoder {
+	return func(tb testing.TB, in *benchFile) (uint64, time.Duration) {
+		r, err := NewStreamReader(io.NewSectionReader(in.f, 0, in.size), Options{Workers: workers})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer r.Close()
+		drain(tb, in, r)
+		return 0, 0
+	}
+}
+
+// xzCommand decodes with xz -dc -T threads (liblzma) into /dev/null.
+func xzCommand(xzPath, threads string) benchDecoder {
+	return func(tb testing.TB, in *benchFile) (uint64, time.Duration) {
+		null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer null.Close()
+		cmd := exec.Command(xzPath, "-dc", "-T"+threads, in.path)
+		cmd.Stdout = null
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil {
+			tb.Fatalf("xz -dc: %v: %s", err, stderr.Bytes())
+		}
+		cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			return uint64(ru.Maxrss) << 10, cpu // kilobytes on Linux
+		}
+		return 0, cpu
+	}
+}
+
+// BenchmarkDecode decodes one multi-block xz file to io.Discard with
+// ulikunitz/xz alone, with NewReader and 1, 2 and 4 workers, with
+// NewStreamReader and 2 workers, and with liblzma (xz -dc, single- and
+// multi-threaded), reporting MB/s of decompressed data, CPU time, peak
+// heap, peak block buffers and peak RSS.
+func BenchmarkDecode(b *testing.B) {
+	in := openBenchInput(b)
+	run := func(name string, decode benchDecoder) {
 		b.Run(name, func(b *testing.B) {
-			b.SetBytes(total)
+			b.SetBytes(in.total)
 			runtime.GC()
 			debug.FreeOSMemory()
 			peak := watchMemory()
@@ -118,7 +194,7 @@ func BenchmarkDecode(b *testing.B) {
 			var child uint64
 			var childCPU time.Duration
 			for range b.N {
-				rss, cpu := decode(b)
+				rss, cpu := decode(b, in)
 				child = max(child, rss)
 				childCPU += cpu
 			}
@@ -143,63 +219,70 @@ func BenchmarkDecode(b *testing.B) {
 		})
 	}
 
-	run("ulikunitz-serial", func(b *testing.B) (uint64, time.Duration) {
-		xr, err := xz.NewReader(bufio.NewReaderSize(io.NewSectionReader(f, 0, size), inputBufferSize))
-		if err != nil {
-			b.Fatal(err)
-		}
-		n, err := io.Copy(io.Discard, xr)
-		check(b, n, err)
-		return 0, 0
-	})
+	run("ulikunitz-serial", ulikunitzSerial)
 	for _, workers := range []int{1, 2, 4} {
-		run(fmt.Sprintf("xzpar-workers=%d", workers), func(b *testing.B) (uint64, time.Duration) {
-			r, err := NewReader(f, size, Options{Workers: workers})
-			if err != nil {
-				b.Fatal(err)
-			}
-			n, err := io.Copy(io.Discard, r)
-			r.Close()
-			check(b, n, err)
-			return 0, 0
-		})
+		run(fmt.Sprintf("xzpar-workers=%d", workers), xzpar(workers))
 	}
-	run("xzpar-stream-workers=2", func(b *testing.B) (uint64, time.Duration) {
-		r, err := NewStreamReader(io.NewSectionReader(f, 0, size), Options{Workers: 2})
-		if err != nil {
-			b.Fatal(err)
-		}
-		n, err := io.Copy(io.Discard, r)
-		r.Close()
-		check(b, n, err)
-		return 0, 0
-	})
+	run("xzpar-stream-workers=2", xzparStream(2))
 	xzPath, err := exec.LookPath("xz")
 	if err != nil {
 		b.Log("xz command not found: no liblzma reference")
 		return
 	}
 	for _, threads := range []string{"1", "0"} {
-		run("xz-dc-T"+threads, func(b *testing.B) (uint64, time.Duration) {
-			null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer null.Close()
-			cmd := exec.Command(xzPath, "-dc", "-T"+threads, path)
-			cmd.Stdout = null
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			if err := cmd.Run(); err != nil {
-				b.Fatalf("xz -dc: %v: %s", err, stderr.Bytes())
-			}
-			cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-			if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-				return uint64(ru.Maxrss) << 10, cpu // kilobytes on Linux
-			}
-			return 0, cpu
-		})
+		run("xz-dc-T"+threads, xzCommand(xzPath, threads))
 	}
+}
+
+// BenchmarkDecodeRatio times xzpar with 1 and 2 workers, ulikunitz/xz
+// alone and xz -dc (single-threaded, as tar -J runs it) on the same input,
+// each round running them one after the other in a rotating order, and
+// reports the medians of the ratios of their wall times: on a shared
+// machine, load that changes between runs skews separate benchmarks more
+// than it skews these. An iteration is $XZPAR_RATIO_ROUNDS rounds
+// (default 3); run it with -benchtime 1x.
+func BenchmarkDecodeRatio(b *testing.B) {
+	in := openBenchInput(b)
+	xzPath := requireXZ(b)
+	decoders := []struct {
+		name   string
+		decode benchDecoder
+	}{
+		{"xzpar2", xzpar(2)},
+		{"xzpar1", xzpar(1)},
+		{"ulikunitz", ulikunitzSerial},
+		{"xz", xzCommand(xzPath, "1")},
+	}
+	rounds := 3
+	if s := os.Getenv("XZPAR_RATIO_ROUNDS"); s != "" {
+		var err error
+		if rounds, err = strconv.Atoi(s); err != nil || rounds <= 0 {
+			b.Fatalf("XZPAR_RATIO_ROUNDS=%q: want a positive number", s)
+		}
+	}
+	times := make(map[string][]float64)
+	b.ResetTimer()
+	for i := range b.N * rounds {
+		for k := range decoders {
+			d := decoders[(i+k)%len(decoders)]
+			start := time.Now()
+			d.decode(b, in)
+			times[d.name] = append(times[d.name], time.Since(start).Seconds())
+		}
+	}
+	b.StopTimer()
+	ratio := func(a, c string) float64 {
+		var r []float64
+		for i := range times[a] {
+			r = append(r, times[a][i]/times[c][i])
+		}
+		slices.Sort(r)
+		return r[len(r)/2]
+	}
+	b.ReportMetric(ratio("xzpar2", "xz"), "xzpar2/xz-dc")
+	b.ReportMetric(ratio("xzpar2", "ulikunitz"), "xzpar2/ulikunitz")
+	b.ReportMetric(ratio("xzpar1", "ulikunitz"), "xzpar1/ulikunitz")
+	b.ReportMetric(ratio("ulikunitz", "xz"), "ulikunitz/xz-dc")
 }
 
 // watchMemory samples the Go heap and the arenas' buffers until the
