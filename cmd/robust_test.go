@@ -38,11 +38,10 @@ import (
 // does not fit a 1 MiB disk. Compressing it takes seconds here, so it is
 // made once per test binary and put on each test's server with SetSigned.
 var (
-	bigOnce   sync.Once
-	bigFiles  []fetchtest.File
-	bigXZ     []byte
-	bigErr    error
-	bigBlocks = 1 << 20
+	bigOnce  sync.Once
+	bigFiles []fetchtest.File
+	bigXZ    []byte
+	bigErr   error
 )
 
 func bigRootfs(t *testing.T) ([]fetchtest.File, []byte) {
@@ -50,7 +49,7 @@ func bigRootfs(t *testing.T) ([]fetchtest.File, []byte) {
 	bigOnce.Do(func() {
 		img := fetchtest.DefaultImage()
 		img.Rootfs = fetchtest.SyntheticRootfs(700, 6<<20, 4)
-		img.BlockSize = bigBlocks
+		img.BlockSize = 1 << 20 // about 6 blocks, decoded in parallel
 		bigFiles = img.Rootfs
 		start := time.Now()
 		bigXZ, bigErr = fetchtest.RootfsTarball(img)
