@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"io/fs"
@@ -62,15 +61,13 @@ type bench struct {
 	samples      map[*side][]sample
 }
 
-func newBench(ctx context.Context, c config, input string, log io.Writer) (*bench, error) {
+func newBench(c config, input string, log io.Writer) (*bench, error) {
 	b := &bench{c: c, input: input, samples: map[*side][]sample{}}
 	b.haveTemplate = isShellScript(c.template)
 	_, err := exec.LookPath("wget")
 	b.haveWget = err == nil
-	var errSelf error
-	b.self, errSelf = os.Executable()
-	if errSelf != nil {
-		return nil, errSelf
+	if b.self, err = os.Executable(); err != nil {
+		return nil, err
 	}
 	if b.c.binary, err = filepath.Abs(c.binary); err != nil {
 		return nil, err
@@ -89,10 +86,11 @@ func newBench(ctx context.Context, c config, input string, log io.Writer) (*benc
 		return nil, err
 	}
 	b.wgetrc = filepath.Join(b.work, "wgetrc")
-	if err := os.WriteFile(b.wgetrc, []byte("ca_certificate = "+b.srv.caFile+"\n"), 0o644); err != nil {
-		return nil, err
+	err = os.WriteFile(b.wgetrc, []byte("ca_certificate = "+b.srv.caFile+"\n"), 0o644)
+	if err == nil {
+		err = b.prime(log)
 	}
-	if err := b.prime(log); err != nil {
+	if err != nil {
 		b.close()
 		return nil, err
 	}

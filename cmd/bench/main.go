@@ -29,7 +29,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -86,7 +85,7 @@ func main() {
 		c.workers, err = parseWorkers(workers)
 	}
 	if err == nil {
-		err = run(context.Background(), c, os.Stdout, os.Stderr)
+		err = run(c, os.Stdout, os.Stderr)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -120,7 +119,7 @@ func parseWorkers(s string) ([]int, error) {
 }
 
 // run prepares the input and the servers, measures and prints the table.
-func run(ctx context.Context, c config, out, log io.Writer) error {
+func run(c config, out, log io.Writer) error {
 	if os.Geteuid() != 0 && !c.prepare {
 		return errors.New("run as root: both sides must restore owners and device nodes")
 	}
@@ -139,7 +138,7 @@ func run(ctx context.Context, c config, out, log io.Writer) error {
 	if _, err := os.Stat(c.binary); err != nil {
 		return fmt.Errorf("binary: %w (run make build first)", err)
 	}
-	b, err := newBench(ctx, c, input, log)
+	b, err := newBench(c, input, log)
 	if err != nil {
 		return err
 	}
