@@ -15,6 +15,7 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/schollz/progressbar/v3"
 	"golang.org/x/sys/unix"
 
 	"github.com/lxc/lxc-download/cache"
@@ -223,6 +224,15 @@ func (r *run) fetchClient(ctx context.Context) (*fetch.Client, error) {
 	if r.out != io.Discard {
 		fo.Progress = r.s.Stdout
 		fo.ProgressTerminal = r.s.StdoutTerminal
+	}
+	if v := r.s.getenv("LXC_DOWNLOAD_IDLE_TIMEOUT"); v != "" {
+		// For very slow or very bad links (and the tests): how long an
+		// attempt may receive nothing before it is retried.
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("LXC_DOWNLOAD_IDLE_TIMEOUT: want a duration such as 30s, not %q", v)
+		}
+		fo.IdleTimeout = d
 	}
 	if r.o.Validate {
 		r.say("Setting up the GPG keyring")
@@ -528,7 +538,20 @@ func (r *run) create(ctx context.Context, img *image) error {
 	o := r.o
 	r.say("Unpacking the rootfs")
 	if !r.streamed {
-		if err := cache.Unpack(ctx, img.rootfs, o.Rootfs, r.unpackOptions(img.excludes)); err != nil {
+		uo := r.unpackOptions(img.excludes)
+		bar := r.unpackBar(img.rootfs)
+		if bar != nil {
+			uo.Progress = func(done, _ int64) { bar.Set64(done) }
+		}
+		err := cache.Unpack(ctx, img.rootfs, o.Rootfs, uo)
+		if bar != nil {
+			if err == nil {
+				bar.Finish()
+			} else {
+				bar.Exit()
+			}
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -543,6 +566,28 @@ func (r *run) create(ctx context.Context, img *image) error {
 		return nil
 	}
 	return r.configure(img)
+}
+
+// unpackBar is the progress bar of an unpack from the cache, on a terminal
+// only: in a log, "Unpacking the rootfs" says all there is. (A rootfs
+// unpacked while it downloads is covered by the download's bar.)
+func (r *run) unpackBar(archive *os.File) *progressbar.ProgressBar {
+	if r.out == io.Discard || !r.s.StdoutTerminal {
+		return nil
+	}
+	fi, err := archive.Stat()
+	if err != nil {
+		return nil
+	}
+	return progressbar.NewOptions64(fi.Size(),
+		progressbar.OptionSetWriter(r.s.Stdout),
+		progressbar.OptionSetDescription("unpacking"),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionUseIECUnits(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionFullWidth(),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(r.s.Stdout) }))
 }
 
 // unpackOptions are the options of every unpack of this run.

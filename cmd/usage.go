@@ -49,6 +49,8 @@ LXC_CACHE_PATH: Cache directory (default: /var/cache/lxc, or
                 $HOME/.cache/lxc in an unprivileged user namespace)
 DOWNLOAD_KEYSERVER: Keyserver, overridden by --keyserver
 DOWNLOAD_NAMESERVER: DNS servers, overridden by --nameserver
+LXC_DOWNLOAD_IDLE_TIMEOUT: How long a download may receive nothing before
+                           it is retried (default: 30s)
 LXC_TEMPLATE_CONFIG, LXC_HOOK_DIR: LXC's config and hook directories
 http_proxy, https_proxy, no_proxy: Proxies for HTTP and HTTPS
 SSL_CERT_FILE, SSL_CERT_DIR: Certificate authorities instead of the system's

@@ -236,7 +236,8 @@ type fileSink struct {
 
 func (s *fileSink) Write(p []byte) (int, error) {
 	if _, err := s.f.WriteAt(p, s.n); err != nil {
-		return 0, &localError{fmt.Errorf("write %s: %w", s.f.Name(), err)}
+		// An *os.PathError already names the operation and the file.
+		return 0, &localError{err}
 	}
 	if s.check != nil {
 		s.check.Write(p)
@@ -254,7 +255,7 @@ func (s *fileSink) Len() int64 { return s.n }
 
 func (s *fileSink) Reset() error {
 	if err := s.f.Truncate(0); err != nil {
-		return &localError{fmt.Errorf("truncate %s: %w", s.f.Name(), err)}
+		return &localError{err}
 	}
 	s.n = 0
 	if s.check != nil {
@@ -357,7 +358,7 @@ func (c *Client) fetchFile(ctx context.Context, path, name, dir string, tr trust
 		earlier = false
 	}
 	if err := s.f.Sync(); err != nil {
-		return File{}, &localError{fmt.Errorf("write %s: %w", partial, err)}
+		return File{}, &localError{err}
 	}
 	return File{Name: name, Path: partial, Size: s.n, SHA256: s.digest()}, nil
 }
@@ -387,7 +388,7 @@ func openPartial(partial, infoPath, canonical string, s *fileSink) (*os.File, pa
 	os.Remove(infoPath)
 	f, err := os.OpenFile(partial, os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
-		return nil, partialInfo{}, &localError{fmt.Errorf("create %s: %w", partial, err)}
+		return nil, partialInfo{}, &localError{err}
 	}
 	if s.check != nil {
 		s.check.Reset()
@@ -424,7 +425,7 @@ func writeInfo(path string, info partialInfo) error {
 		return &localError{err}
 	}
 	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
-		return &localError{fmt.Errorf("write %s: %w", path, err)}
+		return &localError{err}
 	}
 	return nil
 }

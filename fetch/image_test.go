@@ -285,7 +285,7 @@ func TestVerificationFailures(t *testing.T) {
 		r := newRig(t)
 		r.dir = filepath.Join(r.dir, "missing")
 		_, err := r.fetch(r.client())
-		wantErr(t, err, "create "+r.dir)
+		wantErr(t, err, "open "+r.dir+"/")
 		if fetch.IsUnreachable(err) {
 			t.Error("local error counted as unreachable")
 		}
