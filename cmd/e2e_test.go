@@ -589,3 +589,42 @@ func readDir(t *testing.T, dir string) map[string]string {
 	}
 	return files
 }
+
+// TestUserMode runs the binary in a user namespace where root is mapped to
+// itself (`unshare -r` as root: uid_map "0 0 1"), the shell template's
+// "userns-root": user mode with the system cache. The user index and the
+// -user meta files are used: config-user goes into the config and the
+// excludes-user devices are not unpacked.
+func TestUserMode(t *testing.T) {
+	needRoot(t, "unshare -r maps root to itself only for root")
+	need(t, "unshare (util-linux)", have("unshare"))
+	e := newEnv(t)
+	r := e.runWith("unshare", append([]string{"-r", binary, "--path=" + e.path, "--name=c1", "--rootfs=" + e.rootfs}, e.image()...)...)
+	if r.code != 0 {
+		if strings.Contains(r.stderr, "unshare failed") {
+			t.Skipf("no user namespaces here: %s", r.stderr)
+		}
+		t.Fatalf("create in a user namespace:\n%s", r)
+	}
+	user := false
+	for _, q := range e.srv.Requests() {
+		if strings.HasPrefix(q.Path, "/meta/1.0/index-system") {
+			t.Errorf("asked for %s in user mode", q.Path)
+		}
+		user = user || strings.HasPrefix(q.Path, "/meta/1.0/index-user")
+	}
+	if !user {
+		t.Errorf("the user index was not asked for")
+	}
+	img := fetchtest.DefaultImage()
+	cfgUser := strings.ReplaceAll(img.Meta["config-user"], "LXC_TEMPLATE_CONFIG", "/usr/share/lxc/config")
+	if !strings.Contains(e.read("config"), "# Distribution configuration\n"+cfgUser) {
+		t.Errorf("config does not hold config-user:\n%s", e.read("config"))
+	}
+	if _, err := os.Lstat(filepath.Join(e.rootfs, "dev/null")); err == nil {
+		t.Errorf("dev/null unpacked although excludes-user lists it")
+	}
+	if _, err := os.Stat(e.cacheDir()); err != nil {
+		t.Errorf("userns-root uses the system cache: %v", err)
+	}
+}
