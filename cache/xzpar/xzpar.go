@@ -15,9 +15,10 @@
 // garbage collector's headroom does not double it, plus one LZMA2
 // dictionary per worker.
 //
-// The LZMA2 decoding itself is github.com/ulikunitz/xz/lzma's; this
-// package parses the container, schedules the blocks and verifies sizes
-// and checks.
+// Blocks decoded whole into a buffer are decoded by internal/lzma2, which
+// uses that buffer as its dictionary and allocates nothing per operation;
+// the serial paths use github.com/ulikunitz/xz/lzma. This package parses
+// the container, schedules the blocks and verifies sizes and checks.
 package xzpar
 
 import (
@@ -34,6 +35,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/lxc/lxc-download/cache/xzpar/internal/lzma2"
 	"github.com/ulikunitz/xz/lzma"
 )
 
@@ -407,6 +409,10 @@ type blockDecoder struct {
 	quit  <-chan struct{}
 	in    *bufio.Reader
 	tail  [3 + 64]byte // block padding and check
+	// lz and packed serve decodeWhole: the LZMA2 decoder's tables and
+	// the block's compressed data (from arena).
+	lz     lzma2.Decoder
+	packed []byte
 }
 
 // errStopped is how a decode interrupted by Close ends; Read never returns
@@ -419,6 +425,13 @@ var errStopped = errors.New("xz: stopped")
 func (d *blockDecoder) decode(b *block, src io.ReaderAt, buf []byte) ([]byte, error) {
 	fail := func(format string, a ...any) error {
 		return fmt.Errorf("xz: block %d at offset %d: %s", b.num, b.offset, fmt.Sprintf(format, a...))
+	}
+	if b.size <= trustedRatio*b.compressedSize && b.size <= maxInt && b.compressedSize <= maxInt {
+		out, err := d.decodeWhole(b, src, buf, fail)
+		if err != nil {
+			return out, err
+		}
+		return out, d.verifyTail(b, src, out, fail)
 	}
 	section := io.NewSectionReader(src, b.dataOffset(), b.compressedSize)
 	d.in.Reset(section)
@@ -478,18 +491,76 @@ func (d *blockDecoder) decode(b *block, src io.ReaderAt, buf []byte) ([]byte, er
 	if used := pos - int64(d.in.Buffered()); used != b.compressedSize {
 		return out, fail("%d bytes of compressed data, but the index says %d", used, b.compressedSize)
 	}
+	return out, d.verifyTail(b, src, out, fail)
+}
 
+// maxInt bounds sizes that decodeWhole holds in memory.
+const maxInt = int64(^uint(0) >> 1)
+
+// decodeWhole decodes block b into a buffer of its size (buf if large
+// enough) with internal/lzma2, reading its compressed data whole. decode
+// takes this path when the index's sizes are plausible (a block of typical
+// compression ratio), so both buffers can be allocated at once.
+func (d *blockDecoder) decodeWhole(b *block, src io.ReaderAt, buf []byte, fail func(string, ...any) error) ([]byte, error) {
+	if int64(cap(d.packed)) < b.compressedSize {
+		d.arena.free(d.packed)
+		d.packed = nil
+		p, err := d.arena.alloc(int(b.compressedSize))
+		if err != nil {
+			return buf[:0], fail("%v", err)
+		}
+		d.packed = p
+	}
+	packed := d.packed[:b.compressedSize]
+	if err := readAt(src, packed, b.dataOffset(), "block data"); err != nil {
+		return buf[:0], fmt.Errorf("xz: block %d: %w", b.num, errors.Unwrap(err))
+	}
+	out := buf[:0]
+	if int64(cap(out)) < b.size {
+		d.arena.free(out)
+		out = nil
+		if b.size > 0 {
+			grown, err := d.arena.alloc(int(b.size))
+			if err != nil {
+				return out, fail("%v", err)
+			}
+			out = grown
+		}
+	}
+	out = out[:b.size]
+	d.lz.Stop = d.quit
+	n, err := d.lz.Decode(out, packed, int(min(b.dictSize, maxInt)))
+	switch {
+	case errors.Is(err, lzma2.ErrStopped):
+		return out[:0], errStopped
+	case errors.Is(err, lzma2.ErrTruncated):
+		return out[:0], fail("compressed data runs past the %d bytes the index says: %v", b.compressedSize, err)
+	case errors.Is(err, lzma2.ErrTooMuchData):
+		return out[:0], fail("more data than the %d bytes the index says: %v", b.size, err)
+	case errors.Is(err, lzma2.ErrTooLittleData):
+		return out[:0], fail("less data than the %d bytes the index says: %v", b.size, err)
+	case err != nil:
+		return out[:0], fail("%v", err)
+	}
+	if int64(n) != b.compressedSize {
+		return out, fail("%d bytes of compressed data, but the index says %d", n, b.compressedSize)
+	}
+	return out, nil
+}
+
+// verifyTail checks the padding after block b's data and its check of out.
+func (d *blockDecoder) verifyTail(b *block, src io.ReaderAt, out []byte, fail func(string, ...any) error) error {
 	padding := int(pad4(b.headerSize+b.compressedSize) - b.headerSize - b.compressedSize)
 	tail := d.tail[:padding+checkSize(b.check)]
 	if err := readAt(src, tail, b.dataOffset()+b.compressedSize, "block check"); err != nil {
-		return out, fmt.Errorf("xz: block %d: %w", b.num, errors.Unwrap(err))
+		return fmt.Errorf("xz: block %d: %w", b.num, errors.Unwrap(err))
 	}
 	for _, c := range tail[:padding] {
 		if c != 0 {
-			return out, fail("non-zero block padding")
+			return fail("non-zero block padding")
 		}
 	}
-	return out, verifyCheck(b, out, tail[padding:], fail)
+	return verifyCheck(b, out, tail[padding:], fail)
 }
 
 // crc64Table is the ECMA-182 table xz's CRC64 uses.
