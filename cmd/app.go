@@ -6,6 +6,7 @@ package cmd
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,7 +15,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/urfave/cli/v2"
+	"github.com/lxc/lxc-download/fetch"
 )
 
 // IO is where a run reads answers and writes its messages. Tests give it
@@ -78,50 +79,53 @@ func Main(args []string, s IO) int {
 
 // Parse reads the command line (args[0] is the program name) into Options.
 // help is true when --help was asked for.
+//
+// The standard flag package reads it, as urfave/cli did: -x, --x, --x=v
+// and --x v alike, up to the first argument that is not an option.
+// (urfave/cli's help templates made the linker keep every exported method
+// of every type, 2.5 MB of the binary.)
 func Parse(args []string, s IO) (opts Options, help bool, err error) {
-	app := newApp(s, &opts, &help)
-	err = app.Run(args)
-	return opts, help, err
-}
-
-func init() {
-	// This program prints its own usage (the shell template's layout):
-	// without this, urfave/cli answers -h/--help itself with its generated
-	// help, whatever the App's HideHelp says.
-	cli.HelpFlag = nil
-}
-
-// newApp builds the urfave/cli application. Its Action only fills opts: the
-// work itself happens in Run, outside the CLI library.
-func newApp(s IO, opts *Options, help *bool) *cli.App {
-	return &cli.App{
-		Name:            "lxc-download",
-		Usage:           "LXC container image downloader",
-		HideHelp:        true,
-		HideHelpCommand: true,
-		HideVersion:     true,
-		Writer:          s.Stdout,
-		ErrWriter:       s.Stderr,
-		Flags:           flags(),
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return fmt.Errorf("%w: %s", errUsage, flagError(err))
-		},
-		Action: func(c *cli.Context) error {
-			if c.Bool("help") {
-				*help = true
-				return nil
+	fs := flag.NewFlagSet("lxc-download", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	p := parsedFlags{bools: map[string]*bool{}, strings: map[string]*string{}, set: map[string]bool{}}
+	alias := map[string]string{}
+	for _, o := range options {
+		names := append([]string{o.name}, o.aliases...)
+		for _, n := range names {
+			alias[n] = o.name
+		}
+		if o.isBool {
+			v := new(bool)
+			p.bools[o.name] = v
+			for _, n := range names {
+				fs.BoolVar(v, n, false, "")
 			}
-			if c.NArg() > 0 {
-				return fmt.Errorf("%w: unexpected argument %q", errUsage, c.Args().First())
-			}
-			o, err := optionsFrom(c, s)
-			if err != nil {
-				return err
-			}
-			*opts = o
-			return nil
-		},
+			continue
+		}
+		v := new(string)
+		p.strings[o.name] = v
+		for _, n := range names {
+			fs.StringVar(v, n, o.def, "")
+		}
 	}
+	if len(args) > 0 {
+		args = args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return opts, false, fmt.Errorf("%w: %s", errUsage, flagError(err))
+	}
+	fs.Visit(func(f *flag.Flag) { p.set[alias[f.Name]] = true })
+	if p.Bool("help") {
+		return opts, true, nil
+	}
+	if fs.NArg() > 0 {
+		return opts, false, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if opts, err = optionsFrom(&p, s); err != nil {
+		return Options{}, false, err
+	}
+	return opts, false, nil
 }
 
 // flagError rewords the flag package's messages, which name long options
@@ -143,37 +147,57 @@ func flagError(err error) string {
 	return m
 }
 
-func flags() []cli.Flag {
-	return []cli.Flag{
-		&cli.BoolFlag{Name: "help", Aliases: []string{"h"}},
-		&cli.BoolFlag{Name: "list", Aliases: []string{"l"}},
-		&cli.StringFlag{Name: "format", Value: "text"},
-		&cli.StringFlag{Name: "dist", Aliases: []string{"d"}},
-		&cli.StringFlag{Name: "release", Aliases: []string{"r"}},
-		&cli.StringFlag{Name: "arch", Aliases: []string{"a"}},
-		&cli.StringFlag{Name: "variant", Value: "default"},
-		&cli.StringFlag{Name: "server", Value: DefaultServer},
-		&cli.StringFlag{Name: "keyid"},
-		&cli.StringFlag{Name: "keyserver"},
-		&cli.StringFlag{Name: "keyring"},
-		&cli.StringFlag{Name: "ca-cert"},
-		&cli.StringFlag{Name: "nameserver"},
-		&cli.BoolFlag{Name: "no-validate"},
-		&cli.BoolFlag{Name: "flush-cache"},
-		&cli.BoolFlag{Name: "force-cache"},
-		&cli.BoolFlag{Name: "verbose"},
-		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}},
-		&cli.StringFlag{Name: "name"},
-		&cli.StringFlag{Name: "path"},
-		&cli.StringFlag{Name: "rootfs"},
-		&cli.StringFlag{Name: "mapped-uid"},
-		&cli.StringFlag{Name: "mapped-gid"},
-	}
+// option is one command-line option: its long name, its one-letter
+// aliases, and whether it is a switch or takes a value (default def).
+type option struct {
+	name    string
+	aliases []string
+	isBool  bool
+	def     string
 }
+
+// options are the options the program accepts; usageText and the man
+// page document them.
+var options = []option{
+	{name: "help", aliases: []string{"h"}, isBool: true},
+	{name: "list", aliases: []string{"l"}, isBool: true},
+	{name: "format", def: "text"},
+	{name: "dist", aliases: []string{"d"}},
+	{name: "release", aliases: []string{"r"}},
+	{name: "arch", aliases: []string{"a"}},
+	{name: "variant", def: "default"},
+	{name: "server", def: DefaultServer},
+	{name: "keyid"},
+	{name: "keyserver"},
+	{name: "keyring"},
+	{name: "ca-cert"},
+	{name: "nameserver"},
+	{name: "no-validate", isBool: true},
+	{name: "flush-cache", isBool: true},
+	{name: "force-cache", isBool: true},
+	{name: "verbose", isBool: true},
+	{name: "quiet", aliases: []string{"q"}, isBool: true},
+	{name: "name"},
+	{name: "path"},
+	{name: "rootfs"},
+	{name: "mapped-uid"},
+	{name: "mapped-gid"},
+}
+
+// parsedFlags are the values of one command line by long option name.
+type parsedFlags struct {
+	bools   map[string]*bool
+	strings map[string]*string
+	set     map[string]bool // given on the command line, by any of its names
+}
+
+func (p *parsedFlags) Bool(name string) bool     { return *p.bools[name] }
+func (p *parsedFlags) String(name string) string { return *p.strings[name] }
+func (p *parsedFlags) IsSet(name string) bool    { return p.set[name] }
 
 // optionsFrom turns parsed flags into Options, checking what can be checked
 // without touching the system.
-func optionsFrom(c *cli.Context, s IO) (Options, error) {
+func optionsFrom(c *parsedFlags, s IO) (Options, error) {
 	o := Options{
 		List:       c.Bool("list"),
 		Format:     c.String("format"),
@@ -208,6 +232,9 @@ func optionsFrom(c *cli.Context, s IO) (Options, error) {
 		ns = s.getenv("DOWNLOAD_NAMESERVER")
 	}
 	for _, n := range strings.FieldsFunc(ns, func(r rune) bool { return r == ',' || r == ' ' }) {
+		if _, err := fetch.ParseNameserver(n); err != nil {
+			return o, fmt.Errorf("%w: --nameserver: %v", errUsage, err)
+		}
 		o.Nameservers = append(o.Nameservers, n)
 	}
 	var err error

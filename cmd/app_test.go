@@ -95,6 +95,7 @@ func TestParseErrors(t *testing.T) {
 		"empty variant":    {[]string{"-l", "--variant="}, "ERROR: --variant must not be empty"},
 		"flush and force":  {[]string{"--flush-cache", "--force-cache"}, "ERROR: --flush-cache and --force-cache exclude each other"},
 		"verbose quiet":    {[]string{"--verbose", "-q"}, "ERROR: --verbose and --quiet exclude each other"},
+		"bad nameserver":   {[]string{"-l", "--nameserver", "dns.example"}, `ERROR: --nameserver: invalid nameserver "dns.example": want an IP address, IP:PORT or [IPv6]:PORT`},
 		"no name and path": {[]string{"--name=c1", "-d", "debian", "-r", "x", "-a", "amd64"}, "ERROR: Please pass the name, path, and rootfs for the container"},
 	}
 	for name, c := range cases {
@@ -145,8 +146,8 @@ func TestManPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	var accepted []string
-	for _, f := range flags() {
-		for _, n := range f.Names() {
+	for _, f := range options {
+		for _, n := range append([]string{f.name}, f.aliases...) {
 			if len(n) > 1 {
 				accepted = append(accepted, "--"+n)
 			} else {

@@ -158,3 +158,37 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 		t.Fatal(err)
 	}
 }
+
+// TestBinarySize keeps the stripped amd64 binary under 10 MiB (issue 6).
+// What breaks it most is a package that calls reflect's Method or
+// MethodByName (text/template, html/template): the linker then keeps every
+// exported method of every type in the program, which cost 2.5 MB when
+// urfave/cli's help templates were linked.
+func TestBinarySize(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	out := filepath.Join(t.TempDir(), "lxc-download")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "..")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, b)
+	}
+	fi, err := os.Stat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() >= 10<<20 {
+		t.Errorf("the amd64 binary is %d bytes, over 10 MiB", fi.Size())
+	}
+	list := exec.Command("go", "list", "-deps", "..")
+	deps, err := list.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, p := range strings.Fields(string(deps)) {
+		if p == "text/template" || p == "html/template" {
+			t.Errorf("%s is linked: its reflection keeps every exported method in the binary", p)
+		}
+	}
+}

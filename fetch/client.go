@@ -191,7 +191,6 @@ func newTransport(o *Options) (*http.Transport, error) {
 		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   timeout,
 		ResponseHeaderTimeout: o.IdleTimeout,
-		ForceAttemptHTTP2:     true,
 		MaxIdleConnsPerHost:   4,
 		IdleConnTimeout:       90 * time.Second,
 		// The bytes on disk must be the file's bytes: Range offsets and
