@@ -12,8 +12,9 @@
 //
 // Memory is bounded whatever the file's size: one buffer of an
 // uncompressed block per worker, kept outside the Go heap so that the
-// garbage collector's headroom does not double it, plus one LZMA2
-// dictionary per worker.
+// garbage collector's headroom does not double it, plus per worker either
+// the block's compressed data (blocks decoded whole, whose output buffer
+// is the LZMA2 dictionary) or an LZMA2 dictionary (blocks that are not).
 //
 // Blocks decoded whole into a buffer are decoded by internal/lzma2, which
 // uses that buffer as its dictionary and allocates nothing per operation;
@@ -49,8 +50,9 @@ type Options struct {
 	// Workers is how many blocks are decoded at the same time; 0 means
 	// runtime.GOMAXPROCS(0). Memory use grows with it: there is one
 	// buffer of an uncompressed block per worker (at least two), outside
-	// the Go heap, plus each worker's LZMA2 dictionary (8 MiB at xz's
-	// default level) in it.
+	// the Go heap, plus each worker's compressed block (about a quarter
+	// of it for a root filesystem), or, for blocks packed tighter than
+	// 16:1, its LZMA2 dictionary (8 MiB at xz's default level).
 	Workers int
 	// MaxBlockSize is the largest uncompressed block decoded in parallel,
 	// which bounds each buffer; 0 means DefaultMaxBlockSize. Larger blocks
