@@ -9,8 +9,9 @@ import (
 	"github.com/ulikunitz/xz/lzma"
 )
 
-// benchSample reads a raw LZMA2 stream (xz --format=raw --lzma2=preset=6)
-// named by LZMA2_BENCH and its uncompressed size from LZMA2_BENCH_SIZE's file.
+// benchSample reads the raw LZMA2 stream named by LZMA2_BENCH (made with
+// xz --format=raw --lzma2=preset=6 from the file LZMA2_BENCH_RAW names)
+// and returns it with the size of that file.
 func benchSample(b *testing.B) (z []byte, size int) {
 	zp, rp := os.Getenv("LZMA2_BENCH"), os.Getenv("LZMA2_BENCH_RAW")
 	if zp == "" || rp == "" {
