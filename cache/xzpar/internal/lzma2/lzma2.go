@@ -16,6 +16,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // Errors of Decode, wrapped with where in the stream they were found.
@@ -84,8 +85,10 @@ type probs struct {
 }
 
 // initModels is probs with every model but literal at its initial value,
-// copied in on a state reset.
-var initModels = func() (p probs) {
+// copied in on a state reset. It is built on first use: a run that decodes
+// nothing (--help, --list) should not fault in and fill ~28 KiB at start-up.
+var initModels = sync.OnceValue(func() *probs {
+	p := new(probs)
 	fill := func(s []uint16) {
 		for i := range s {
 			s[i] = probInit
@@ -111,12 +114,13 @@ var initModels = func() (p probs) {
 		fill(l.high[:])
 	}
 	return p
-}()
+})
 
 // resetState resets the LZMA state and probabilities for the current
 // lc/lp/pb.
 func (d *Decoder) resetState() {
 	lit := d.p.literal[:literalSize<<(d.lc+d.lp)]
+	initModels := initModels()
 	d.p.isMatch = initModels.isMatch
 	d.p.isRep = initModels.isRep
 	d.p.isRepG0 = initModels.isRepG0
