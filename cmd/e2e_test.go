@@ -132,8 +132,15 @@ func (e *env) runRaw(args ...string) result {
 // in this env's environment.
 func (e *env) runWith(prog string, args ...string) result {
 	e.t.Helper()
+	return e.runWithEnv(nil, prog, args...)
+}
+
+// runWithEnv is runWith with extra environment variables; the last value
+// of a repeated variable wins (os/exec).
+func (e *env) runWithEnv(extra []string, prog string, args ...string) result {
+	e.t.Helper()
 	cmd := exec.Command(prog, args...)
-	cmd.Env = e.environ()
+	cmd.Env = append(e.environ(), extra...)
 	if e.uid != 0 {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(e.uid), Gid: uint32(e.uid)}}
 	}

@@ -16,7 +16,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -65,20 +64,7 @@ func imageArgs(e *env, extra ...string) []string {
 func runWithEnv(e *env, extra []string, args ...string) result {
 	e.t.Helper()
 	full := append([]string{"--path=" + e.path, "--name=" + e.name, "--rootfs=" + e.rootfs}, args...)
-	cmd := exec.Command(binary, full...)
-	// The last value of a repeated variable wins (os/exec).
-	cmd.Env = append(e.environ(), extra...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatal(err)
-	}
-	return r
+	return e.runWithEnv(extra, binary, full...)
 }
 
 // stderrLines are the lines of stderr that start with prefix and contain
