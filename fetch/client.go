@@ -210,6 +210,17 @@ func (c *Client) warnOnce(key, format string, args ...any) {
 	fmt.Fprintf(c.o.Warn, "WARNING: "+format+"\n", args...)
 }
 
+// verbose writes a line to Options.Verbose, if set. Downloads run side by
+// side, and the writer need not be safe for that.
+func (c *Client) verbose(format string, args ...any) {
+	if c.o.Verbose == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fmt.Fprintf(c.o.Verbose, format+"\n", args...)
+}
+
 // isPrimary reports whether host (from a URL) is the primary server,
 // whether or not it names the scheme's default port.
 func (c *Client) isPrimary(host string) bool {

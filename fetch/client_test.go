@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -167,11 +168,15 @@ func TestIndex(t *testing.T) {
 			t.Errorf("%s over plain HTTP", q.Path)
 		}
 	}
+	// The index and its signature are asked for at once, in either order.
+	sort.Strings(paths)
 	want := []string{"/meta/1.0/index-system.7", "/meta/1.0/index-system.7.asc"}
 	if strings.Join(paths, " ") != strings.Join(want, " ") {
 		t.Errorf("requests %q, want %q", paths, want)
 	}
-	if got := r.verbose.String(); got != "Download file: "+r.srv.URL+"/meta/1.0/index-system.7\nDownload file: "+r.srv.URL+"/meta/1.0/index-system.7.asc\n" {
+	lines := strings.SplitAfter(r.verbose.String(), "\n")
+	sort.Strings(lines)
+	if got := strings.Join(lines, ""); got != "Download file: "+r.srv.URL+"/meta/1.0/index-system.7\nDownload file: "+r.srv.URL+"/meta/1.0/index-system.7.asc\n" {
 		t.Errorf("verbose output:\n%s", got)
 	}
 	if r.warn.String() != "" {

@@ -74,11 +74,14 @@ type Tap interface {
 	Restart()
 }
 
-// FetchImageTap is FetchImage with the rootfs followed as it arrives. The
-// meta tarball is fetched and verified first; then tap is called with the
-// path of that verified copy (it is renamed when FetchImageTap returns) and
-// returns the Tap that follows the rootfs download, or nil for none. A nil
-// tap makes it FetchImage.
+// FetchImageTap is FetchImage with the rootfs followed as it arrives.
+// Both files download at once; tap is called, as soon as the meta tarball
+// is verified, with the path of that verified copy (it is renamed when
+// FetchImageTap returns), and returns the Tap that follows the rootfs
+// download, or nil for none. Until then the rootfs download waits before
+// handing on its first bytes: the Tap's owner needs the meta files (the
+// excludes) first, and the meta tarball is a few kilobytes. A nil tap
+// makes it FetchImage.
 //
 // The Tap sees the rootfs before it is verified: whatever the caller makes
 // of the bytes must be thrown away unless FetchImageTap returns no error.
@@ -96,46 +99,42 @@ func (c *Client) FetchImageTap(ctx context.Context, entry compat.Entry, dir stri
 	defer cancel(nil)
 	ui := newProgressUI(c.o.Progress, c.o.ProgressTerminal)
 	files := make([]File, len(names))
-	var rootfsTap Tap
-	if tap != nil {
-		// The tap's owner needs the meta files (the excludes) before the
-		// first rootfs byte; the meta tarball is small, so fetching it
-		// first costs a round trip, not a transfer.
-		f, err := c.fetchFile(ctx, entry.File(MetaFile), MetaFile, dir, trusts[MetaFile], ui, nil)
-		if err != nil {
-			return nil, err
-		}
-		files[0] = f
-		if rootfsTap, err = tap(f.Path); err != nil {
-			return nil, err
-		}
-	}
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		firstErr error
 	)
-	for i, name := range names {
-		if tap != nil && name == MetaFile {
-			continue
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if firstErr == nil {
+			firstErr = err
+			// The other download stops too, keeping what it has for
+			// the next run.
+			cancel(err)
 		}
+	}
+	var rootfsTap *pendingTap
+	if tap != nil {
+		rootfsTap = &pendingTap{ctx: ctx, ready: make(chan struct{})}
+	}
+	for i, name := range names {
 		var t Tap
-		if name == RootfsFile {
+		if name == RootfsFile && rootfsTap != nil {
 			t = rootfsTap
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			f, err := c.fetchFile(ctx, entry.File(name), name, dir, trusts[name], ui, t)
-			if err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-					// The other download stops too, keeping what it
-					// has for the next run.
-					cancel(err)
+			if name == MetaFile && rootfsTap != nil {
+				if err == nil {
+					rootfsTap.t, err = tap(f.Path)
 				}
-				mu.Unlock()
+				close(rootfsTap.ready)
+			}
+			if err != nil {
+				fail(err)
 				return
 			}
 			files[i] = f
@@ -156,19 +155,74 @@ func (c *Client) FetchImageTap(ctx context.Context, entry compat.Entry, dir stri
 	return &Image{Meta: files[0], Rootfs: files[1], Verified: c.o.Validate}, nil
 }
 
+// pendingTap stands in for the rootfs's Tap until the meta tarball is
+// verified and the caller has made the real one. Data and Restart wait
+// for that; if the run is cancelled first (the meta download failed), the
+// bytes go nowhere and nothing is ever handed on, since the caller's Tap
+// would have seen a stream with a hole in it.
+type pendingTap struct {
+	ctx   context.Context
+	ready chan struct{} // closed once t is set, or will never be
+	t     Tap
+	lost  bool // bytes were dropped: the stream is not whole any more
+}
+
+// wait reports whether calls may be handed on to the real Tap.
+func (p *pendingTap) wait() bool {
+	if p.lost {
+		return false
+	}
+	select {
+	case <-p.ready:
+	case <-p.ctx.Done():
+		// ready may be closed too; the cancellation wins, so that a
+		// download that is stopping does not block on the Tap.
+		p.lost = true
+		return false
+	}
+	if p.t == nil {
+		p.lost = true
+		return false
+	}
+	return true
+}
+
+func (p *pendingTap) Data(b []byte) {
+	if p.wait() {
+		p.t.Data(b)
+	}
+}
+
+func (p *pendingTap) Restart() {
+	if p.wait() {
+		p.t.Restart()
+	}
+}
+
 // imageTrust fetches what the image's files are verified with: the signed
 // SHA256SUMS of the image directory and each file's detached signature.
-// These small files are taken from the primary server only.
+// These small files are taken from the primary server only, all at once:
+// on a distant server each is a round trip, which costs more than its
+// bytes.
 func (c *Client) imageTrust(ctx context.Context, entry compat.Entry, names []string) (map[string]trust, error) {
+	paths := []smallFile{
+		{entry.File("SHA256SUMS"), maxSumsSize},
+		{entry.File("SHA256SUMS.asc"), maxSignatureSize},
+	}
+	for _, name := range names {
+		paths = append(paths, smallFile{entry.File(name + ".asc"), maxSignatureSize})
+	}
+	got := c.getSmallAll(ctx, paths)
+
 	trusts := map[string]trust{}
 	var sums map[string]string
-	sumsData, err := c.getSmall(ctx, entry.File("SHA256SUMS"), maxSumsSize)
+	sumsData, err := got[0].data, got[0].err
 	switch {
 	case isNotFound(err):
 	case err != nil:
 		return nil, err
 	default:
-		sig, err := c.getSmall(ctx, entry.File("SHA256SUMS.asc"), maxSignatureSize)
+		sig, err := got[1].data, got[1].err
 		switch {
 		case isNotFound(err):
 			// Unsigned sums prove nothing; the files' own signatures
@@ -184,7 +238,7 @@ func (c *Client) imageTrust(ctx context.Context, entry compat.Entry, names []str
 			}
 		}
 	}
-	for _, name := range names {
+	for i, name := range names {
 		var t trust
 		var missing error
 		if sums != nil {
@@ -192,7 +246,7 @@ func (c *Client) imageTrust(ctx context.Context, entry compat.Entry, names []str
 				missing = err
 			}
 		}
-		sig, err := c.getSmall(ctx, entry.File(name+".asc"), maxSignatureSize)
+		sig, err := got[2+i].data, got[2+i].err
 		switch {
 		case isNotFound(err):
 			if t.sha256 == "" {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -75,6 +76,37 @@ func (c *Client) getSmall(ctx context.Context, path string, limit int64) ([]byte
 		return nil, err
 	}
 	return m.buf.Bytes(), nil
+}
+
+// smallFile is a small file to fetch from the primary server, and the
+// most bytes it may have.
+type smallFile struct {
+	path  string
+	limit int64
+}
+
+// smallResult is what getSmallAll got for one smallFile.
+type smallResult struct {
+	data []byte
+	err  error
+}
+
+// getSmallAll fetches files at once, each as getSmall would, and returns
+// their results in the same order. Callers look at the results in order,
+// so that which error is reported does not depend on which answer came
+// first.
+func (c *Client) getSmallAll(ctx context.Context, files []smallFile) []smallResult {
+	got := make([]smallResult, len(files))
+	var wg sync.WaitGroup
+	for i, f := range files {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i].data, got[i].err = c.getSmall(ctx, f.path, f.limit)
+		}()
+	}
+	wg.Wait()
+	return got
 }
 
 // run transfers the file, falling back to plain HTTP when validating and
@@ -210,12 +242,10 @@ func (t *transfer) attempt(ctx context.Context, scheme string, noGeoIP bool) (st
 			req.Header.Set("If-Range", t.validator)
 		}
 	}
-	if w := t.c.o.Verbose; w != nil {
-		if off > 0 {
-			fmt.Fprintf(w, "Download file: %s (from byte %d)\n", u, off)
-		} else {
-			fmt.Fprintf(w, "Download file: %s\n", u)
-		}
+	if off > 0 {
+		t.c.verbose("Download file: %s (from byte %d)", u, off)
+	} else {
+		t.c.verbose("Download file: %s", u)
 	}
 	hc := t.c.hc
 	if t.primary {
