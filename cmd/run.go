@@ -43,12 +43,16 @@ type run struct {
 	// streamed: the rootfs was unpacked while it downloaded, and both
 	// succeeded.
 	streamed bool
+	// unpackWarn takes the unpacker's warnings: a streamed unpack that was
+	// given up is followed by one from the cache, which meets the same
+	// entries and would say the same things again.
+	unpackWarn *onceLines
 }
 
 // Run does what the options ask: list the images, or make sure the image is
 // in the cache and unpack and configure it into the container.
 func Run(ctx context.Context, o Options, s IO) (err error) {
-	r := &run{o: o, s: s, out: s.Stdout, warned: map[string]bool{}}
+	r := &run{o: o, s: s, out: s.Stdout, warned: map[string]bool{}, unpackWarn: &onceLines{w: s.Stderr}}
 	if o.Quiet || (o.List && o.Format == "json") {
 		r.out = io.Discard
 	}
@@ -592,7 +596,7 @@ func (r *run) unpackBar(archive *os.File) *progressbar.ProgressBar {
 
 // unpackOptions are the options of every unpack of this run.
 func (r *run) unpackOptions(excludes []string) cache.UnpackOptions {
-	return cache.UnpackOptions{Excludes: excludes, Userns: r.mode == compat.User, Warn: r.s.Stderr}
+	return cache.UnpackOptions{Excludes: excludes, Userns: r.mode == compat.User, Warn: r.unpackWarn}
 }
 
 // configure writes LXC_PATH/config and fstab and applies the image's

@@ -1,10 +1,12 @@
 package cmd
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/lxc/lxc-download/cache"
 	"github.com/lxc/lxc-download/compat"
@@ -87,3 +89,36 @@ func (s *streamUnpack) finish(fetchErr error) bool {
 }
 
 var _ fetch.Tap = (*streamUnpack)(nil)
+
+// onceLines passes each distinct line on once. The unpacker says each kind
+// of warning once per unpack; this makes it once per run.
+type onceLines struct {
+	w    io.Writer
+	mu   sync.Mutex
+	seen map[string]bool
+	part []byte // a line not yet ended
+}
+
+func (o *onceLines) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.part = append(o.part, p...)
+	for {
+		i := bytes.IndexByte(o.part, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		line := string(o.part[:i+1])
+		o.part = o.part[i+1:]
+		if o.seen[line] {
+			continue
+		}
+		if o.seen == nil {
+			o.seen = map[string]bool{}
+		}
+		o.seen[line] = true
+		if _, err := io.WriteString(o.w, line); err != nil {
+			return len(p), err
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,5 +59,52 @@ func TestStreamedUnpack(t *testing.T) {
 	}
 	if fromCache := describeTree(t, e.rootfs, true); fromCache != streamed {
 		t.Errorf("streamed and cached unpacks differ:\n--- streamed\n%s\n--- from the cache\n%s", streamed, fromCache)
+	}
+}
+
+// TestStreamAbandonedWarnsOnce: a streamed unpack that is given up (the
+// server ignored Range after a drop, so the download started over) is
+// followed by an unpack from the cache; the warnings both unpacks raise
+// are said once. Owners cannot be restored by a user other than root, so
+// the run is made as nobody.
+func TestStreamAbandonedWarnsOnce(t *testing.T) {
+	_, xz := bigRootfs(t)
+	e := newBigEnv(t)
+	if os.Geteuid() == 0 {
+		e.uid = 65534
+		for _, p := range []string{e.srv.CAFile, e.srv.KeyFile, e.rootfs} {
+			openParents(p)
+		}
+		if err := os.MkdirAll(e.cache, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{e.path, e.rootfs, e.cache, filepath.Join(e.path, "config")} {
+			if err := os.Chown(p, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	e.srv.DropAfter(defaultRootfsPath, int64(len(xz))*3/4, 1)
+	// The first request uses up one (it asks for no range).
+	e.srv.IgnoreRange(defaultRootfsPath, 2)
+	r := e.run(e.image()...)
+	if r.code != 0 {
+		t.Fatalf("create:\n%s", r)
+	}
+	if reqs := e.srv.RequestsFor(defaultRootfsPath); len(reqs) != 2 || reqs[1].Status != 200 {
+		t.Fatalf("want a dropped request, then the whole file again:\n%s", logOf(reqs))
+	}
+	const owners = "WARNING: not running as root: file owners are not restored"
+	if n := strings.Count(r.stderr, owners); n != 1 {
+		t.Errorf("%q said %d times, want once:\n%s", owners, n, r)
+	}
+	seen := map[string]bool{}
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if strings.HasPrefix(l, "WARNING:") {
+			if seen[l] {
+				t.Errorf("said twice: %s", l)
+			}
+			seen[l] = true
+		}
 	}
 }
