@@ -1,9 +1,11 @@
 package cache
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lxc/lxc-download/cache/xzpar"
 	"github.com/lxc/lxc-download/fetch/fetchtest"
 )
 
@@ -27,6 +30,8 @@ import (
 // default is small enough for a shared 2-core machine, issue 5's
 // reference image is ENTRIES=6700 MB=170. The input is kept in the
 // system's temporary directory between runs, as making it is slow.
+// LXC_DOWNLOAD_BENCH_INPUT names a real rootfs.tar.xz to use instead, such
+// as the one cmd/bench downloads (cmd/bench/.cache/rootfs.tar.xz).
 //
 // BenchmarkUnpackVsTar is the comparison with the shell template's unpack:
 // it alternates our Unpack and `tar --numeric-owner --xattrs-include='*'
@@ -56,6 +61,10 @@ func envInt(name string, def int) int {
 func loadBenchInput(b *testing.B) benchInput {
 	b.Helper()
 	benchOnce.Do(func() {
+		if p := os.Getenv("LXC_DOWNLOAD_BENCH_INPUT"); p != "" {
+			benchIn, benchErr = loadRealInput(p)
+			return
+		}
 		entries := envInt("LXC_DOWNLOAD_BENCH_ENTRIES", 3000)
 		mb := envInt("LXC_DOWNLOAD_BENCH_MB", 48)
 		files := fetchtest.SyntheticRootfs(entries, int64(mb)<<20, 1)
@@ -90,6 +99,39 @@ func loadBenchInput(b *testing.B) benchInput {
 		b.Fatal(benchErr)
 	}
 	return benchIn
+}
+
+// loadRealInput reads the tarball of the xz file p whole and counts its
+// entries.
+func loadRealInput(p string) (benchInput, error) {
+	in := benchInput{xzPath: p}
+	f, err := os.Open(p)
+	if err != nil {
+		return in, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return in, err
+	}
+	dec, err := xzpar.NewReader(f, fi.Size(), xzpar.Options{})
+	if err != nil {
+		return in, err
+	}
+	defer dec.Close()
+	if in.tar, err = io.ReadAll(dec); err != nil {
+		return in, err
+	}
+	tr := tar.NewReader(bytes.NewReader(in.tar))
+	for {
+		if _, err := tr.Next(); err == io.EOF {
+			break
+		} else if err != nil {
+			return in, err
+		}
+		in.files++
+	}
+	return in, nil
 }
 
 // freshRootfs returns an empty directory to unpack into, and removes the
