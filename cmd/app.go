@@ -55,9 +55,6 @@ var errUsage = errors.New("usage")
 // the process exit status: 0 on success, 1 on any error, after writing one
 // "ERROR: ..." line to s.Stderr.
 func Main(args []string, s IO) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	defer stop()
-
 	opts, help, err := Parse(args, s)
 	if err != nil {
 		fmt.Fprintf(s.Stderr, "ERROR: %s\n", strings.TrimPrefix(err.Error(), errUsage.Error()+": "))
@@ -70,6 +67,12 @@ func Main(args []string, s IO) int {
 		fmt.Fprint(s.Stdout, usageText)
 		return 0
 	}
+	// Signals are caught only for a run: signal.Notify starts a goroutine
+	// that takes a thread of its own, which --help and a mistyped option
+	// have no use for (until then nothing is written, so being killed
+	// outright is harmless).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
 	if err := Run(ctx, opts, s); err != nil {
 		fmt.Fprintf(s.Stderr, "ERROR: %s\n", errorText(err))
 		return 1

@@ -8,31 +8,42 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// serverArches maps uname(2) machine names to the image server's
-// architecture names (Debian's), for the names that map as a whole.
-var serverArches = map[string]string{
-	"x86_64":      "amd64",
-	"amd64":       "amd64",
-	"aarch64":     "arm64",
-	"arm64":       "arm64",
-	"armv8l":      "armhf", // 32-bit ARM on a 64-bit kernel (linux32)
-	"i386":        "i386",
-	"i486":        "i386",
-	"i586":        "i386",
-	"i686":        "i386",
-	"ppc64le":     "ppc64el",
-	"ppc64":       "ppc64",
-	"ppc":         "powerpc",
-	"s390x":       "s390x",
-	"riscv64":     "riscv64",
-	"mips":        "mips",
-	"mipsel":      "mipsel",
-	"mipsle":      "mipsel",
-	"mips64":      "mips64",
-	"mips64el":    "mips64el",
-	"mips64le":    "mips64el",
-	"loongarch64": "loong64",
-	"loong64":     "loong64",
+// serverArch maps uname(2) machine names to the image server's
+// architecture names (Debian's), for the names that map as a whole. A
+// switch rather than a map: a map literal is built by the package's init,
+// on every start of the program, including the many that never ask.
+func serverArch(machine string) (string, bool) {
+	switch machine {
+	case "x86_64", "amd64":
+		return "amd64", true
+	case "aarch64", "arm64":
+		return "arm64", true
+	case "armv8l": // 32-bit ARM on a 64-bit kernel (linux32)
+		return "armhf", true
+	case "i386", "i486", "i586", "i686":
+		return "i386", true
+	case "ppc64le":
+		return "ppc64el", true
+	case "ppc64":
+		return "ppc64", true
+	case "ppc":
+		return "powerpc", true
+	case "s390x":
+		return "s390x", true
+	case "riscv64":
+		return "riscv64", true
+	case "mips":
+		return "mips", true
+	case "mipsel", "mipsle":
+		return "mipsel", true
+	case "mips64":
+		return "mips64", true
+	case "mips64el", "mips64le":
+		return "mips64el", true
+	case "loongarch64", "loong64":
+		return "loong64", true
+	}
+	return "", false
 }
 
 // ServerArch returns the image server's name for the architecture uname(2)
@@ -44,7 +55,7 @@ var serverArches = map[string]string{
 // The kernel calls MIPS machines "mips" or "mips64" whatever their byte
 // order; ServerArch takes those to be big-endian (HostArch knows better).
 func ServerArch(machine string) (arch string, ok bool) {
-	if a, ok := serverArches[machine]; ok {
+	if a, ok := serverArch(machine); ok {
 		return a, true
 	}
 	switch {

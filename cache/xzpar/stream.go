@@ -416,7 +416,7 @@ func newCheck(id byte) hash.Hash {
 	case checkCRC32:
 		return &leHash32{crc32.NewIEEE()}
 	case checkCRC64:
-		return &leHash64{crc64.New(crc64Table)}
+		return &leHash64{crc64.New(crc64Table())}
 	case checkSHA256:
 		return sha256.New()
 	}

@@ -565,8 +565,12 @@ func (d *blockDecoder) verifyTail(b *block, src io.ReaderAt, out []byte, fail fu
 	return verifyCheck(b, out, tail[padding:], fail)
 }
 
-// crc64Table is the ECMA-182 table xz's CRC64 uses.
-var crc64Table = crc64.MakeTable(crc64.ECMA)
+// crc64Table returns the ECMA-182 table xz's CRC64 uses. It is asked for
+// at each use rather than kept in a package variable, which the package's
+// init would fill at every start of the program, including those that
+// decode nothing (--help, --list): hash/crc64 builds its tables on the
+// first MakeTable and hands out the same one after that.
+func crc64Table() *crc64.Table { return crc64.MakeTable(crc64.ECMA) }
 
 // checkName names a check ID in errors.
 func checkName(id byte) string {
@@ -593,7 +597,7 @@ func verifyCheck(b *block, data, stored []byte, fail func(string, ...any) error)
 		ok = crc32.ChecksumIEEE(data) == binary.LittleEndian.Uint32(stored)
 	case checkCRC64:
 		name = "CRC64"
-		ok = crc64.Checksum(data, crc64Table) == binary.LittleEndian.Uint64(stored)
+		ok = crc64.Checksum(data, crc64Table()) == binary.LittleEndian.Uint64(stored)
 	case checkSHA256:
 		name = "SHA-256"
 		sum := sha256.Sum256(data)
