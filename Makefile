@@ -82,10 +82,12 @@ dist:
 	done
 	@cd dist && sha256sum lxc-download-* > SHA256SUMS && ls -l lxc-download-*
 
-# Benchmarks: Go benchmarks of the decoder and the extractor, then the
-# comparison with the shell template's tools on the same input (ratios).
+# Benchmarks: start-up against an empty Go program, Go benchmarks of the
+# decoder and the extractor, then the comparison with the shell template's
+# tools on the same input (ratios).
 bench:
 	$(MAKE) build
+	$(GO) test -run '^$$' -bench Startup -benchtime 200x -count 1 ./cmd/
 	$(GO) run ./cmd/bench -prepare
 	XZPAR_BENCH_INPUT=$(CURDIR)/cmd/bench/.cache/rootfs.tar.xz \
 	  $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./cache/...
