@@ -280,8 +280,7 @@ type rangeDecoder struct {
 	ip int
 }
 
-// fill takes in another byte; the range has got too narrow. Kept out of
-// line so that bit stays small enough to inline.
+// fill takes in another byte; the range has got too narrow.
 func (rc *rangeDecoder) fill() {
 	var c byte
 	if uint(rc.ip) < uint(len(rc.in)) {
@@ -348,16 +347,11 @@ func (rc *rangeDecoder) tree(p []uint16, n uint32) uint32 {
 		pr := &p[m]
 		v := uint32(*pr)
 		bound := (rng >> 11) * v
-		if code < bound {
-			rng = bound
-			*pr = uint16(v + (2048-v)>>5)
-			m <<= 1
-		} else {
-			code -= bound
-			rng -= bound
-			*pr = uint16(v - v>>5)
-			m = m<<1 | 1
-		}
+		zero := uint32((uint64(code) - uint64(bound)) >> 32) // as in literalFrom
+		rng = bound&zero | (rng-bound)&^zero
+		code -= bound &^ zero
+		*pr = uint16((v+(2048-v)>>5)&zero | (v-v>>5)&^zero)
+		m = m<<1 + 1 + zero
 	}
 	rc.rng, rc.code, rc.ip = rng, code, ip
 	return m - limit
@@ -381,17 +375,13 @@ func (rc *rangeDecoder) reverse(p []uint16, n uint32) uint32 {
 		pr := &p[m]
 		v := uint32(*pr)
 		bound := (rng >> 11) * v
-		if code < bound {
-			rng = bound
-			*pr = uint16(v + (2048-v)>>5)
-			m <<= 1
-		} else {
-			code -= bound
-			rng -= bound
-			*pr = uint16(v - v>>5)
-			m = m<<1 | 1
-			sym |= 1 << i
-		}
+		zero := uint32((uint64(code) - uint64(bound)) >> 32) // as in literalFrom
+		rng = bound&zero | (rng-bound)&^zero
+		code -= bound &^ zero
+		*pr = uint16((v+(2048-v)>>5)&zero | (v-v>>5)&^zero)
+		b := 1 + zero
+		m = m<<1 | b
+		sym |= b << i
 	}
 	rc.rng, rc.code, rc.ip = rng, code, ip
 	return sym
@@ -420,6 +410,79 @@ func (rc *rangeDecoder) direct(n uint32) uint32 {
 	}
 	rc.rng, rc.code, rc.ip = rng, code, ip
 	return x
+}
+
+// literal decodes a literal byte with the models lit.
+func (rc *rangeDecoder) literal(lit *[literalSize]uint16) uint32 {
+	return rc.literalFrom(lit, 1)
+}
+
+// matchedLiteral decodes a literal byte after a match, whose bits select
+// the models as long as they agree with those of match, the byte at rep0.
+func (rc *rangeDecoder) matchedLiteral(lit *[literalSize]uint16, match uint32) uint32 {
+	rng, code, ip, in := rc.rng, rc.code, rc.ip, rc.in
+	sym := uint32(1)
+	for sym < 0x100 {
+		if rng < 1<<24 {
+			var c byte
+			if uint(ip) < uint(len(in)) {
+				c = in[ip]
+			}
+			ip++
+			rng <<= 8
+			code = code<<8 | uint32(c)
+		}
+		mb := (match >> 7) & 1
+		match <<= 1
+		pr := &lit[(0x100+mb<<8+sym)&0x3ff]
+		v := uint32(*pr)
+		bound := (rng >> 11) * v
+		zero := uint32((uint64(code) - uint64(bound)) >> 32) // as in literalFrom
+		rng = bound&zero | (rng-bound)&^zero
+		code -= bound &^ zero
+		*pr = uint16((v+(2048-v)>>5)&zero | (v-v>>5)&^zero)
+		b := 1 + zero
+		sym = sym<<1 | b
+		if mb != b {
+			rc.rng, rc.code, rc.ip = rng, code, ip
+			return rc.literalFrom(lit, sym)
+		}
+	}
+	rc.rng, rc.code, rc.ip = rng, code, ip
+	return sym & 0xff
+}
+
+// literalFrom decodes the rest of a literal byte, whose bits so far are
+// those of sym below its leading 1, with the models lit. Like tree, it
+// works on locals; being a function of its own, with few variables live,
+// keeps them all in registers, which an inlined loop in decodeChunk could
+// not.
+func (rc *rangeDecoder) literalFrom(lit *[literalSize]uint16, sym uint32) uint32 {
+	rng, code, ip, in := rc.rng, rc.code, rc.ip, rc.in
+	for sym < 0x100 {
+		if rng < 1<<24 {
+			var c byte
+			if uint(ip) < uint(len(in)) {
+				c = in[ip]
+			}
+			ip++
+			rng <<= 8
+			code = code<<8 | uint32(c)
+		}
+		pr := &lit[sym]
+		v := uint32(*pr)
+		bound := (rng >> 11) * v
+		// Both outcomes computed, one selected by a mask, without a
+		// branch: literal bits are hard to predict, and a mispredicted
+		// branch costs more than the work of both.
+		zero := uint32((uint64(code) - uint64(bound)) >> 32) // all ones for a 0 bit
+		rng = bound&zero | (rng-bound)&^zero
+		code -= bound &^ zero
+		*pr = uint16((v+(2048-v)>>5)&zero | (v-v>>5)&^zero)
+		sym = sym<<1 + 1 + zero
+	}
+	rc.rng, rc.code, rc.ip = rng, code, ip
+	return sym & 0xff
 }
 
 // length decodes a match length less minMatchLen.
@@ -460,70 +523,16 @@ func (d *Decoder) decodeChunk(win []byte, pos int, in []byte, dictSize int) erro
 			}
 			base := ((uint32(pos)&lpMask)<<lc + prev>>(8-lc)) * literalSize
 			lit := (*[literalSize]uint16)(p.literal[base : base+literalSize])
-			sym := uint32(1)
-			rng, code, ip, in := rc.rng, rc.code, rc.ip, rc.in
+			var sym uint32
 			if state >= 7 {
 				if int64(rep0) >= int64(pos) {
 					err = errors.New("matched literal before the start of the dictionary")
 					break
 				}
-				match := uint32(win[pos-int(rep0)-1])
-				for sym < 0x100 {
-					if rng < 1<<24 {
-						var c byte
-						if uint(ip) < uint(len(in)) {
-							c = in[ip]
-						}
-						ip++
-						rng <<= 8
-						code = code<<8 | uint32(c)
-					}
-					mb := (match >> 7) & 1
-					match <<= 1
-					pr := &lit[(0x100+mb<<8+sym)&0x3ff]
-					v := uint32(*pr)
-					bound := (rng >> 11) * v
-					var b uint32
-					if code < bound {
-						rng = bound
-						*pr = uint16(v + (2048-v)>>5)
-					} else {
-						code -= bound
-						rng -= bound
-						*pr = uint16(v - v>>5)
-						b = 1
-					}
-					sym = sym<<1 | b
-					if mb != b {
-						break
-					}
-				}
+				sym = rc.matchedLiteral(lit, uint32(win[pos-int(rep0)-1]))
+			} else {
+				sym = rc.literal(lit)
 			}
-			for sym < 0x100 {
-				if rng < 1<<24 {
-					var c byte
-					if uint(ip) < uint(len(in)) {
-						c = in[ip]
-					}
-					ip++
-					rng <<= 8
-					code = code<<8 | uint32(c)
-				}
-				pr := &lit[sym&0xff]
-				v := uint32(*pr)
-				bound := (rng >> 11) * v
-				if code < bound {
-					rng = bound
-					*pr = uint16(v + (2048-v)>>5)
-					sym <<= 1
-				} else {
-					code -= bound
-					rng -= bound
-					*pr = uint16(v - v>>5)
-					sym = sym<<1 | 1
-				}
-			}
-			rc.rng, rc.code, rc.ip = rng, code, ip
 			win[pos] = byte(sym)
 			pos++
 			switch {
