@@ -106,7 +106,7 @@ func matchBracket(p string, c byte) (matched bool, width int, ok bool) {
 		first = false
 		if p[i] == '[' && i+1 < len(p) && p[i+1] == ':' {
 			if end := strings.Index(p[i+2:], ":]"); end >= 0 {
-				if class, known := charClasses[p[i+2:i+2+end]]; known {
+				if class := charClass(p[i+2 : i+2+end]); class != nil {
 					if class(c) {
 						matched = true
 					}
@@ -137,19 +137,38 @@ func matchBracket(p string, c byte) (matched bool, width int, ok bool) {
 	return false, 0, false
 }
 
-var charClasses = map[string]func(byte) bool{
-	"alpha": func(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' },
-	"digit": func(c byte) bool { return '0' <= c && c <= '9' },
-	"alnum": func(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' },
-	"upper": func(c byte) bool { return 'A' <= c && c <= 'Z' },
-	"lower": func(c byte) bool { return 'a' <= c && c <= 'z' },
-	"space": func(c byte) bool { return c == ' ' || '\t' <= c && c <= '\r' },
-	"blank": func(c byte) bool { return c == ' ' || c == '\t' },
-	"punct": func(c byte) bool {
-		return '!' <= c && c <= '/' || ':' <= c && c <= '@' || '[' <= c && c <= '`' || '{' <= c && c <= '~'
-	},
-	"xdigit": func(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' },
-	"print":  func(c byte) bool { return ' ' <= c && c <= '~' },
-	"graph":  func(c byte) bool { return '!' <= c && c <= '~' },
-	"cntrl":  func(c byte) bool { return c < ' ' || c == 0x7f },
+// charClass returns the test of a POSIX character class ([:alpha:] and
+// the like) by name, or nil for a name it does not know. A switch rather
+// than a map: a map literal is built by the package's init, at every start
+// of the program, including the many that unpack nothing.
+func charClass(name string) func(byte) bool {
+	switch name {
+	case "alpha":
+		return func(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+	case "digit":
+		return func(c byte) bool { return '0' <= c && c <= '9' }
+	case "alnum":
+		return func(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' }
+	case "upper":
+		return func(c byte) bool { return 'A' <= c && c <= 'Z' }
+	case "lower":
+		return func(c byte) bool { return 'a' <= c && c <= 'z' }
+	case "space":
+		return func(c byte) bool { return c == ' ' || '\t' <= c && c <= '\r' }
+	case "blank":
+		return func(c byte) bool { return c == ' ' || c == '\t' }
+	case "punct":
+		return func(c byte) bool {
+			return '!' <= c && c <= '/' || ':' <= c && c <= '@' || '[' <= c && c <= '`' || '{' <= c && c <= '~'
+		}
+	case "xdigit":
+		return func(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+	case "print":
+		return func(c byte) bool { return ' ' <= c && c <= '~' }
+	case "graph":
+		return func(c byte) bool { return '!' <= c && c <= '~' }
+	case "cntrl":
+		return func(c byte) bool { return c < ' ' || c == 0x7f }
+	}
+	return nil
 }
