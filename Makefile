@@ -89,7 +89,7 @@ bench:
 	$(MAKE) build
 	$(GO) test -run '^$$' -bench Startup -benchtime 200x -count 1 ./cmd/
 	$(GO) run ./cmd/bench -prepare
-	XZPAR_BENCH_INPUT=$(CURDIR)/cmd/bench/.cache/rootfs.tar.xz \
+	LXC_DOWNLOAD_BENCH_INPUT=$(CURDIR)/cmd/bench/.cache/rootfs.tar.xz \
 	  $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./cache/...
 	$(GO) run ./cmd/bench $(BENCHFLAGS)
 

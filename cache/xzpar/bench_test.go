@@ -22,14 +22,15 @@ import (
 	"github.com/ulikunitz/xz"
 )
 
-// benchInput returns the path of the benchmark's input: $XZPAR_BENCH_INPUT
-// if set (a real rootfs.tar.xz, say), otherwise a rootfs-like tarball of
+// benchInput returns the path of the benchmark's input:
+// $LXC_DOWNLOAD_BENCH_INPUT if set (a real rootfs.tar.xz, say, as for the
+// cache package's benchmarks), otherwise a rootfs-like tarball of
 // $XZPAR_BENCH_MB (default 170) MB packed like the image builders pack
 // theirs (xz --threads=0 at the default level: 24 MiB blocks). Packing
 // takes minutes on a small machine, so the file is kept under
 // testdata/bench, which git ignores.
 func benchInput(b *testing.B) string {
-	if path := os.Getenv("XZPAR_BENCH_INPUT"); path != "" {
+	if path := os.Getenv("LXC_DOWNLOAD_BENCH_INPUT"); path != "" {
 		return path
 	}
 	mb := 170
