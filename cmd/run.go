@@ -112,6 +112,14 @@ func (r *run) checkArgs() error {
 	if o.Name == "" || o.Path == "" || o.Rootfs == "" {
 		return errors.New("Please pass the name, path, and rootfs for the container")
 	}
+	// The name and paths become lines of the container's config (lxc.uts.name,
+	// lxc.mount.fstab, the templates' LXC_* words): a newline would inject
+	// lines of its own, other control characters would hide what is there.
+	for _, a := range []struct{ flag, v string }{{"--name", o.Name}, {"--path", o.Path}, {"--rootfs", o.Rootfs}} {
+		if compat.HasControl(a.v) {
+			return fmt.Errorf("%s %q has a control character or is not UTF-8", a.flag, a.v)
+		}
+	}
 	return nil
 }
 
@@ -639,7 +647,8 @@ func (r *run) configure(img *image) error {
 	}
 	if img.hasMessage {
 		fmt.Fprint(r.s.Stdout, "\n---\n")
-		r.s.Stdout.Write(img.createMessage)
+		// The image's own words, shown on the user's terminal.
+		r.s.Stdout.Write(compat.Printable(img.createMessage))
 	}
 	return nil
 }
@@ -747,10 +756,11 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
-// errorText is the text of the ERROR line for err.
+// errorText is the text of the ERROR line for err: one line, without the
+// control characters that a server's answer quoted in it may hold.
 func errorText(err error) string {
 	if errors.Is(err, context.Canceled) {
 		return "interrupted"
 	}
-	return err.Error()
+	return compat.PrintableLine(err.Error())
 }
