@@ -169,16 +169,18 @@ func (ix *Index) Filter(q Query) []Entry {
 
 // Find returns the first entry whose four keys equal q's exactly (an empty
 // field of q matches only an empty field), as the shell template picked the
-// image to download; ErrNoImage when there is none.
+// image to download. When there is none, the error is a *NotFoundError,
+// which errors.Is finds to be ErrNoImage.
 func (ix *Index) Find(q Query) (Entry, error) {
-	if ix != nil {
-		for _, e := range ix.Entries {
-			if e.Dist == q.Dist && e.Release == q.Release && e.Arch == q.Arch && e.Variant == q.Variant {
-				return e, nil
-			}
+	if ix == nil {
+		return Entry{}, explain(nil, q)
+	}
+	for _, e := range ix.Entries {
+		if e.Dist == q.Dist && e.Release == q.Release && e.Arch == q.Arch && e.Variant == q.Variant {
+			return e, nil
 		}
 	}
-	return Entry{}, ErrNoImage
+	return Entry{}, explain(ix.Entries, q)
 }
 
 // File returns the server path of the file name in the entry's image
