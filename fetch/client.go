@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -24,21 +23,34 @@ const (
 	DefaultIdleTimeout    = 30 * time.Second
 	DefaultRetryWait      = time.Second
 	DefaultAttempts       = 3
+	// DefaultMaxMetaSize bounds meta.tar.xz: real ones are a few KiB.
+	DefaultMaxMetaSize = 64 << 20
+	// DefaultMaxRootfsSize bounds rootfs.tar.xz: the largest images of
+	// images.linuxcontainers.org are a few hundred MiB.
+	DefaultMaxRootfsSize = 8 << 30
+	// DefaultDiskReserve is the free space a download leaves on its
+	// filesystem, or 5% of the filesystem's size where that is less (see
+	// Options.DiskReserve).
+	DefaultDiskReserve = 256 << 20
+	// DefaultMaxIndexAge is how old an index's signature may be: the
+	// image server signs a new index several times a day.
+	DefaultMaxIndexAge = 14 * 24 * time.Hour
 )
 
 // Options configures a Client. The zero value of each optional field
 // gives the behaviour of the shell template.
 type Options struct {
-	// Server is the image server as host[:port]; requests go to
-	// https://Server/. A leading "https://" and a trailing "/" are
-	// tolerated.
+	// Server is the image server as --server takes it (see ParseServer):
+	// HOST[:PORT][/PREFIX] or https://... for HTTPS, http://... for plain
+	// HTTP. Every request goes below the prefix.
 	Server string
 	// Version is this program's version, sent in the User-Agent as
 	// "lxc/Version compat:7".
 	Version string
 	// Validate makes every file prove it was signed by a key in Keyring.
-	// Without it nothing is verified, no signature is fetched, and plain
-	// HTTP is never used.
+	// Without it nothing is verified, no signature is fetched, and a
+	// redirect to plain HTTP is never followed (unless Server itself is
+	// http://).
 	Validate bool
 	// Keyring holds the keys accepted as signers when Validate is set.
 	Keyring openpgp.EntityList
@@ -85,27 +97,59 @@ type Options struct {
 	// Attempts is how many times a request is tried on connection errors
 	// and server errors (DefaultAttempts when zero).
 	Attempts int
+
+	// MaxMetaSize and MaxRootfsSize are the most bytes meta.tar.xz and
+	// rootfs.tar.xz may have (DefaultMaxMetaSize, DefaultMaxRootfsSize
+	// when zero or less). A larger announced Content-Length is refused
+	// before the body is read; a body that grows past it is cut off.
+	MaxMetaSize, MaxRootfsSize int64
+	// DiskReserve is the free space (for unprivileged users) that a
+	// download leaves on the filesystem of its directory: it stops
+	// before going below. Zero means the lesser of DefaultDiskReserve
+	// and 5% of the filesystem's size; negative means no reserve.
+	DiskReserve int64
+	// MaxIndexAge is how old the index's signature may be, judged by Now
+	// (DefaultMaxIndexAge when zero; negative: no limit). A signature
+	// dated after Now (a host whose clock is behind) is accepted. Without
+	// Validate there is no signature and no age.
+	MaxIndexAge time.Duration
+	// Now is the clock by which signatures, keys, the index's age and
+	// TLS certificates are judged (time.Now when nil). A caller that
+	// knows a later time than a clock without a battery may give it
+	// here, e.g. the newest signature time it has seen.
+	Now func() time.Time
+
+	// dns is where the host's DNS settings are looked for (hostDNS when
+	// nil); tests point it at files and commands of their own.
+	dns *dnsHost
+}
+
+// now is the time of o's clock.
+func (o *Options) now() time.Time {
+	if o.Now != nil {
+		return o.Now()
+	}
+	return time.Now()
 }
 
 // Client talks to one image server. It is safe for concurrent use.
 type Client struct {
 	o         Options
-	host      string // host[:port] of the primary server
+	server    Server
 	userAgent string
-	// hc follows redirects anywhere (artifacts may come from mirrors);
+	// hc follows redirects to mirrors (artifacts are verified);
 	// hcPrimary only within the primary server (the index, signatures).
 	hc, hcPrimary *http.Client
 
 	mu     sync.Mutex
-	plain  bool // HTTPS could not connect and plain HTTP worked
 	warned map[string]bool
 }
 
 // New checks the options and builds a client. It does no network I/O.
 func New(o Options) (*Client, error) {
-	host := strings.TrimSuffix(strings.TrimPrefix(o.Server, "https://"), "/")
-	if host == "" || strings.ContainsAny(host, "/?#@ \t\n") {
-		return nil, fmt.Errorf("invalid server %q: want host[:port]", o.Server)
+	server, err := ParseServer(o.Server)
+	if err != nil {
+		return nil, err
 	}
 	if o.Validate && len(o.Keyring) == 0 {
 		return nil, errors.New("validation needs at least one key in the keyring")
@@ -122,12 +166,21 @@ func New(o Options) (*Client, error) {
 	if o.Attempts <= 0 {
 		o.Attempts = DefaultAttempts
 	}
+	if o.MaxMetaSize <= 0 {
+		o.MaxMetaSize = DefaultMaxMetaSize
+	}
+	if o.MaxRootfsSize <= 0 {
+		o.MaxRootfsSize = DefaultMaxRootfsSize
+	}
+	if o.MaxIndexAge == 0 {
+		o.MaxIndexAge = DefaultMaxIndexAge
+	}
 	if o.Warn == nil {
 		o.Warn = io.Discard
 	}
 	c := &Client{
 		o:         o,
-		host:      host,
+		server:    server,
 		userAgent: fmt.Sprintf("lxc/%s compat:%d", o.Version, compat.Level),
 		warned:    map[string]bool{},
 	}
@@ -135,17 +188,39 @@ func New(o Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.hc = &http.Client{Transport: tr}
+	c.hc = &http.Client{Transport: tr, CheckRedirect: c.checkMirrorRedirect}
 	c.hcPrimary = &http.Client{Transport: tr, CheckRedirect: func(req *http.Request, via []*http.Request) error {
-		if !c.isPrimary(req.URL.Host) {
-			return fmt.Errorf("redirected to %s: this file is only taken from the primary server", req.URL.Host)
+		if !c.server.is(req.URL) {
+			return fmt.Errorf("redirected to %s://%s: this file is only taken from the primary server", req.URL.Scheme, req.URL.Host)
 		}
 		if len(via) >= 10 {
 			return errors.New("stopped after 10 redirects")
 		}
 		return nil
 	}}
+	if server.PlainHTTP() {
+		if o.Validate {
+			c.warnOnce("plain", "Using plain HTTP for %s, as asked: signatures still prove every file genuine, but anyone on the path can hold back updates or replay older signed files", server)
+		} else {
+			c.warnOnce("plain", "Using plain HTTP for %s without validation: anyone on the path can change anything downloaded", server)
+		}
+	}
 	return c, nil
+}
+
+// checkMirrorRedirect is the redirect policy for artifacts: mirrors are
+// followed, over HTTPS or, when the files are verified, plain HTTP.
+// Without validation nothing would catch what an attacker on a plain HTTP
+// path changes, so such a redirect is refused, unless the user asked for
+// plain HTTP in the first place.
+func (c *Client) checkMirrorRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if !c.o.Validate && req.URL.Scheme == "http" && !c.server.PlainHTTP() {
+		return fmt.Errorf("redirected to plain HTTP (%s://%s), which is not followed without validation", req.URL.Scheme, req.URL.Host)
+	}
+	return nil
 }
 
 // NewHTTPClient returns an HTTP client that connects as a Client made
@@ -177,7 +252,11 @@ func newTransport(o *Options) (*http.Transport, error) {
 	if dial == nil {
 		dial = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
 	}
-	dial = resolvingDial(o.Nameservers, dial)
+	dns := hostDNS()
+	if o.dns != nil {
+		dns = *o.dns
+	}
+	dial = resolvingDial(dns, o.Nameservers, dial)
 	timeout := o.ConnectTimeout
 	return &http.Transport{
 		// Reads HTTP_PROXY/http_proxy, HTTPS_PROXY/https_proxy and
@@ -188,7 +267,8 @@ func newTransport(o *Options) (*http.Transport, error) {
 			defer cancel()
 			return dial(ctx, network, addr)
 		},
-		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		// Certificates are judged by the same clock as signatures.
+		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12, Time: o.Now},
 		TLSHandshakeTimeout:   timeout,
 		ResponseHeaderTimeout: o.IdleTimeout,
 		MaxIdleConnsPerHost:   4,
@@ -199,7 +279,8 @@ func newTransport(o *Options) (*http.Transport, error) {
 	}, nil
 }
 
-// warnOnce writes a warning the first time key is raised.
+// warnOnce writes a warning the first time key is raised. Its text may
+// hold what a server sent (in errors), so control characters are escaped.
 func (c *Client) warnOnce(key, format string, args ...any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -207,7 +288,7 @@ func (c *Client) warnOnce(key, format string, args ...any) {
 		return
 	}
 	c.warned[key] = true
-	fmt.Fprintf(c.o.Warn, "WARNING: "+format+"\n", args...)
+	fmt.Fprintf(c.o.Warn, "WARNING: %s\n", cleanText(fmt.Sprintf(format, args...)))
 }
 
 // verbose writes a line to Options.Verbose, if set. Downloads run side by
@@ -218,41 +299,11 @@ func (c *Client) verbose(format string, args ...any) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	fmt.Fprintf(c.o.Verbose, format+"\n", args...)
+	fmt.Fprintf(c.o.Verbose, "%s\n", cleanText(fmt.Sprintf(format, args...)))
 }
 
-// isPrimary reports whether host (from a URL) is the primary server,
-// whether or not it names the scheme's default port.
-func (c *Client) isPrimary(host string) bool {
-	return stripDefaultPort(host) == stripDefaultPort(c.host)
-}
-
-func stripDefaultPort(host string) string {
-	if h, port, err := net.SplitHostPort(host); err == nil && (port == "443" || port == "80") {
-		if strings.Contains(h, ":") {
-			return "[" + h + "]"
-		}
-		return h
-	}
-	return host
-}
-
-// scheme is the scheme to try first: https, unless it already failed to
-// connect during this run and plain HTTP worked.
-func (c *Client) scheme() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.plain {
-		return "http"
-	}
-	return "https"
-}
-
-// urlFor is the address of path on the primary server. Runs of slashes
-// (index paths often end in "/" and get "/file" appended) become one.
-func (c *Client) urlFor(scheme, path string) string {
-	return scheme + "://" + c.host + cleanPath(path)
-}
+// urlFor is the address of path on the primary server.
+func (c *Client) urlFor(path string) string { return c.server.URL(path) }
 
 // cleanPath makes path absolute and collapses runs of slashes; "." and
 // ".." are left to the server (compat rejects index paths with "..").

@@ -14,16 +14,18 @@ import (
 	"time"
 )
 
-// hostDNS is where this host's DNS settings are looked for. Tests point it
-// at files and commands of their own.
-var hostDNS = dnsHost{
-	resolvConf: "/etc/resolv.conf",
-	// Android's getprop is in /system/bin, which a shell of a chroot or of
-	// a terminal app may leave out of PATH.
-	getprop:        []string{"getprop", "/system/bin/getprop"},
-	getpropTimeout: 2 * time.Second,
-	// What Go's resolver asks when resolv.conf is missing.
-	localhost: []string{"127.0.0.1:53", "[::1]:53"},
+// hostDNS is where this host's DNS settings are looked for (tests give
+// Options another).
+func hostDNS() dnsHost {
+	return dnsHost{
+		resolvConf: "/etc/resolv.conf",
+		// Android's getprop is in /system/bin, which a shell of a chroot or of
+		// a terminal app may leave out of PATH.
+		getprop:        []string{"getprop", "/system/bin/getprop"},
+		getpropTimeout: 2 * time.Second,
+		// What Go's resolver asks when resolv.conf is missing.
+		localhost: []string{"127.0.0.1:53", "[::1]:53"},
+	}
 }
 
 // dnsHost names the sources of DNS servers on this host.
@@ -155,11 +157,11 @@ func (h dnsHost) androidServers() ([]nameserver, string) {
 type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // resolvingDial wraps dial so that host names are resolved by the DNS
-// servers of nameservers, or on a host without resolv.conf by Android's,
+// servers of nameservers (h says where the host's own are), or on a host without resolv.conf by Android's,
 // and then dial is called with each address in turn; otherwise names are
 // left to dial (Go's resolver). Errors of name resolution say which
 // servers failed.
-func resolvingDial(nameservers []string, dial dialFunc) dialFunc {
+func resolvingDial(h dnsHost, nameservers []string, dial dialFunc) dialFunc {
 	var given []nameserver
 	for _, s := range nameservers {
 		addr, err := ParseNameserver(s)
@@ -172,7 +174,6 @@ func resolvingDial(nameservers []string, dial dialFunc) dialFunc {
 	}
 	// Settings are read once, on the first dial of a host name: getprop
 	// is a process start, and runs that reach no server need none.
-	h := hostDNS
 	source := sync.OnceValue(func() *dnsSource { return h.source(given) })
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		host, port, err := net.SplitHostPort(addr)

@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -24,7 +26,8 @@ type StatusError struct {
 }
 
 func (e *StatusError) Error() string {
-	return fmt.Sprintf("download %s: %d %s", e.URL, e.StatusCode, http.StatusText(e.StatusCode))
+	// The status text is Go's, never the server's reason phrase.
+	return cleanText(fmt.Sprintf("download %s: %d %s", e.URL, e.StatusCode, http.StatusText(e.StatusCode)))
 }
 
 // A NetError is a transfer that failed below HTTP (DNS, connection, TLS,
@@ -36,17 +39,24 @@ type NetError struct {
 	Attempts int
 	// Err is the last attempt's failure.
 	Err error
-
-	// noResponse is set when no attempt got an HTTP response from the
-	// primary server: only then may plain HTTP be tried instead.
-	noResponse bool
+	// now is the local clock when the transfer failed, to tell a
+	// certificate that is not yet valid from a clock that is behind.
+	now time.Time
 }
 
+// Error names the URL and the failure; a certificate failure gets a hint
+// at what to do, since it is never retried, over HTTPS or plain HTTP.
+// Certificates hold text of the server's choosing (host names), so
+// control characters are escaped.
 func (e *NetError) Error() string {
+	msg := fmt.Sprintf("download %s: %v", e.URL, e.Err)
 	if e.Attempts > 1 {
-		return fmt.Sprintf("download %s: %v (%d attempts)", e.URL, e.Err, e.Attempts)
+		msg += fmt.Sprintf(" (%d attempts)", e.Attempts)
 	}
-	return fmt.Sprintf("download %s: %v", e.URL, e.Err)
+	if hint := certHint(e.Err, e.now); hint != "" {
+		msg += "; " + hint
+	}
+	return cleanText(msg)
 }
 
 func (e *NetError) Unwrap() error { return e.Err }
@@ -64,8 +74,8 @@ func (e *IdleError) Error() string {
 func (e *IdleError) Timeout() bool { return true }
 
 // localError is a failure on this machine (writing the download to disk,
-// a size limit): never retried, never a reason to try a mirror or plain
-// HTTP, and never "unreachable".
+// a small file's size limit): never retried, never a reason to leave a
+// mirror for the primary server, and never "unreachable".
 type localError struct{ err error }
 
 func (e *localError) Error() string { return e.err.Error() }
@@ -83,13 +93,15 @@ func (e *stoppedError) Unwrap() error { return e.err }
 
 // IsUnreachable reports whether err means the image server could not be
 // reached at all: name resolution, refused or dropped connections,
-// timeouts, TLS handshake failures, and server errors (5xx) that lasted
-// through every retry. It is false for answers that mean the server was
-// reached and said no (404), for verification failures and for local
-// errors, so a caller can fall back to a stale cached copy only when the
-// server is down.
+// timeouts, TLS handshake failures other than certificates, and server
+// errors (5xx) that lasted through every retry. It is false for answers
+// that mean the server was reached and said no (404), for a certificate
+// that does not verify (someone may be in the way: that is for the user
+// to look at, not to be papered over with a cached copy), for
+// verification failures and for local errors, so a caller can fall back
+// to a stale cached copy only when the server is down.
 func IsUnreachable(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
+	if err == nil || errors.Is(err, context.Canceled) || isTLSTrustFailure(err) || isLimit(err) {
 		return false
 	}
 	var le *localError
@@ -138,7 +150,8 @@ func isNetFailure(err error) bool {
 }
 
 // isTLSTrustFailure reports a certificate the client does not accept:
-// trying again cannot help, so it is not retried (plain HTTP may be).
+// trying again cannot help, so it is not retried, and plain HTTP is
+// never tried instead: that is what an attacker on the path would want.
 func isTLSTrustFailure(err error) bool {
 	var (
 		certErr *tls.CertificateVerificationError
@@ -150,17 +163,10 @@ func isTLSTrustFailure(err error) bool {
 		errors.As(err, &hostErr) || errors.As(err, &invErr)
 }
 
-// isDNSFailure reports a name that does not resolve: plain HTTP to the same
-// name cannot do better.
-func isDNSFailure(err error) bool {
-	var dnsErr *net.DNSError
-	return errors.As(err, &dnsErr)
-}
-
 // retryable reports whether another attempt may succeed.
 func retryable(err error) bool {
 	var le *localError
-	if errors.As(err, &le) {
+	if errors.As(err, &le) || isLimit(err) {
 		return false
 	}
 	var se *StatusError
@@ -192,3 +198,145 @@ func unwrapURLError(err error) error {
 	}
 	return err
 }
+
+// certHint says what to do about a certificate that does not verify, or
+// "" for any other error.
+func certHint(err error, now time.Time) string {
+	if !isTLSTrustFailure(err) {
+		return ""
+	}
+	var invErr x509.CertificateInvalidError
+	if errors.As(err, &invErr) && invErr.Reason == x509.Expired && invErr.Cert != nil &&
+		!now.IsZero() && now.Before(invErr.Cert.NotBefore) {
+		return fmt.Sprintf("this host's clock (%s) is before the certificate's start (%s): set the clock, or ask for plain HTTP with an http:// server (signatures still hold)",
+			now.UTC().Format(time.DateOnly), invErr.Cert.NotBefore.UTC().Format(time.DateOnly))
+	}
+	return "a certificate failure is never retried over plain HTTP; if the server's certificate authority is not among the system's, give it with --ca-cert"
+}
+
+// A SizeLimitError is a download refused or cut off because the file is
+// larger than the most this host accepts for it.
+type SizeLimitError struct {
+	// File is the file's name, e.g. "rootfs.tar.xz".
+	File string
+	// Limit is the most bytes it may have, and Option the command-line
+	// option that sets it.
+	Limit  int64
+	Option string
+	// Size is the size the server announced, or, when Announced is false,
+	// how many bytes had arrived when the download was cut off.
+	Size      int64
+	Announced bool
+	// URL is the address that sent it, after any redirect.
+	URL string
+}
+
+func (e *SizeLimitError) Error() string {
+	what := fmt.Sprintf("more than %d bytes arrived", e.Limit)
+	if e.Announced {
+		what = fmt.Sprintf("the server announced %d bytes", e.Size)
+	}
+	return cleanText(fmt.Sprintf("download %s: %s is larger than its limit of %s (%d bytes; %s): %s",
+		e.URL, e.File, roundBytes(e.Limit), e.Limit, e.Option, what))
+}
+
+// A DiskReserveError is a download stopped because the free space of the
+// filesystem it is written to fell below the reserve kept there. It
+// matches syscall.ENOSPC (errors.Is): the disk is, for this purpose, full.
+type DiskReserveError struct {
+	// File is the file being written (its partial file's path).
+	File string
+	// Free is the free space found, Need the bytes still to come (-1 if
+	// unknown), Reserve the space to keep.
+	Free, Need, Reserve int64
+}
+
+func (e *DiskReserveError) Error() string {
+	if e.Need >= 0 {
+		return fmt.Sprintf("write %s: %d more bytes would leave less free space (%d bytes free) than the reserve of %s (%d bytes; --disk-reserve)",
+			e.File, e.Need, e.Free, roundBytes(e.Reserve), e.Reserve)
+	}
+	return fmt.Sprintf("write %s: free space fell to %d bytes, below the reserve of %s (%d bytes; --disk-reserve)",
+		e.File, e.Free, roundBytes(e.Reserve), e.Reserve)
+}
+
+// Unwrap makes the error match syscall.ENOSPC.
+func (e *DiskReserveError) Unwrap() error { return syscall.ENOSPC }
+
+// A StaleIndexError is an index whose signature is older than the most
+// this host accepts: the server, or someone between, may be holding back
+// updates.
+type StaleIndexError struct {
+	// File is the index's name, e.g. "index-system.7".
+	File string
+	// SignedAt is the signature's creation time, MaxAge the limit and Now
+	// the local time it was judged at.
+	SignedAt time.Time
+	MaxAge   time.Duration
+	Now      time.Time
+}
+
+func (e *StaleIndexError) Error() string {
+	return fmt.Sprintf("%s was signed on %s, more than %s before this host's clock (%s; --max-index-age): refusing an index this old, which may hold back updates",
+		e.File, e.SignedAt.UTC().Format("2006-01-02 15:04:05 UTC"), humanDuration(e.MaxAge), e.Now.UTC().Format("2006-01-02 15:04:05 UTC"))
+}
+
+// roundBytes writes n in the largest binary unit it reaches, whole when
+// it divides n (limits are usually round), else with one decimal.
+func roundBytes(n int64) string {
+	for _, u := range []struct {
+		shift uint
+		name  string
+	}{{40, "TiB"}, {30, "GiB"}, {20, "MiB"}, {10, "KiB"}} {
+		if n < 1<<u.shift {
+			continue
+		}
+		if n%(1<<u.shift) == 0 {
+			return fmt.Sprintf("%d %s", n>>u.shift, u.name)
+		}
+		return fmt.Sprintf("%.1f %s", float64(n)/float64(int64(1)<<u.shift), u.name)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// humanDuration writes d in whole days when it is some, else as Go does.
+func humanDuration(d time.Duration) string {
+	const day = 24 * time.Hour
+	switch {
+	case d == day:
+		return "1 day"
+	case d > day && d%day == 0:
+		return fmt.Sprintf("%d days", d/day)
+	}
+	return d.String()
+}
+
+// cleanText escapes the control characters of s (newlines and tabs too:
+// an error is one line), as Go quotes them, so that text a server chose
+// (a host name in a certificate, a header) cannot move a terminal's
+// cursor, change its colours or forge lines of output.
+func cleanText(s string) string {
+	clean := true
+	for _, r := range s {
+		if isControl(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if isControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// isControl reports C0 and C1 control characters and DEL.
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }

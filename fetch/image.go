@@ -230,7 +230,7 @@ func (c *Client) imageTrust(ctx context.Context, entry compat.Entry, names []str
 		case err != nil:
 			return nil, err
 		default:
-			if err := VerifyDetached(c.o.Keyring, "SHA256SUMS", sumsData, sig); err != nil {
+			if _, err := verifyDetached(c.o.Keyring, "SHA256SUMS", sumsData, sig, c.o.now); err != nil {
 				return nil, err
 			}
 			if sums, err = ParseSHA256SUMS(sumsData); err != nil {
@@ -338,24 +338,29 @@ func (s *fileSink) digest() string {
 func (c *Client) fetchFile(ctx context.Context, path, name, dir string, tr trust, ui *progressUI, tap Tap) (f File, err error) {
 	partial := filepath.Join(dir, name+".partial")
 	infoPath := partial + ".info"
-	canonical := c.urlFor("https", path)
+	canonical := c.urlFor(path)
 	prog := ui.file(name)
 	defer func() { prog.finish(err == nil) }()
 
 	s := &fileSink{tap: tap}
 	if c.o.Validate {
-		if s.check, err = NewCheck(name, c.o.Keyring, tr.sig, tr.sha256); err != nil {
+		if s.check, err = newCheck(name, c.o.Keyring, tr.sig, tr.sha256, c.o.now); err != nil {
 			return File{}, err
 		}
 	} else {
 		s.sum = sha256.New()
 	}
 	t := &transfer{c: c, path: path, name: name, sink: s, total: -1, progress: prog}
+	t.limit, t.limitOption = c.o.MaxRootfsSize, "--max-rootfs-size"
+	if name == MetaFile {
+		t.limit, t.limitOption = c.o.MaxMetaSize, "--max-meta-size"
+	}
 	var info partialInfo
 	s.f, info, err = openPartial(partial, infoPath, canonical, s)
 	if err != nil {
 		return File{}, err
 	}
+	t.disk = newDiskGuard(s.f, &c.o)
 	defer func() {
 		if s.f != nil {
 			s.f.Close()
@@ -378,8 +383,11 @@ func (c *Client) fetchFile(ctx context.Context, path, name, dir string, tr trust
 	for retried := false; ; retried = true {
 		if !(earlier && t.total >= 0 && s.n == t.total) {
 			if err := t.run(ctx); err != nil {
-				if isDiskFull(err) {
-					// Keeping the bytes would keep the disk full.
+				if isDiskFull(err) || isLimit(err) {
+					// Keeping the bytes would keep the disk full, or
+					// keep what is not the file.
+					s.f.Close()
+					s.f = nil
 					removePartial(partial)
 				}
 				return File{}, err
@@ -401,7 +409,7 @@ func (c *Client) fetchFile(ctx context.Context, path, name, dir string, tr trust
 		if t.mirror != "" {
 			c.warnOnce("mirror-bad "+t.mirror+" "+path,
 				"Mirror %s served a copy of %s that failed verification (%v); downloading it from %s",
-				t.mirror, name, verr, c.host)
+				t.mirror, name, verr, c.server)
 		}
 		if err := s.Reset(); err != nil {
 			return File{}, err

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lxc/lxc-download/compat"
 	"github.com/lxc/lxc-download/fetch"
 	"github.com/lxc/lxc-download/fetch/fetchtest"
 )
@@ -639,78 +640,67 @@ func TestMirror(t *testing.T) {
 	})
 }
 
-// TestPlainHTTPFallback: when HTTPS cannot connect, plain HTTP is used,
-// only while validating, with one warning.
-func TestPlainHTTPFallback(t *testing.T) {
+// TestNoPlainHTTPFallback: when HTTPS fails, to connect or to prove the
+// server's certificate, plain HTTP on the same port is never tried, even
+// though it answers and validation is on: an attacker on the path would
+// answer it with old signed files.
+func TestNoPlainHTTPFallback(t *testing.T) {
 	// The server is named without a port, so https goes to :443 and http
-	// to :80, which the dialer sends to the test server's two listeners.
-	setup := func(t *testing.T, validate bool) (*rig, *fetch.Client) {
-		r := newRig(t)
-		r.srv.SetHTTPSDown(true)
-		c := r.client(func(o *fetch.Options) {
+	// to :80, which the dialer sends to the test server's one port.
+	client := func(r *rig) *fetch.Client {
+		return r.client(func(o *fetch.Options) {
 			o.Server = "localhost"
-			if !validate {
-				o.Validate, o.Keyring = false, nil
-			}
 			o.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-				switch addr {
-				case "localhost:443":
+				if addr == "localhost:443" || addr == "localhost:80" {
 					addr = r.srv.Host
-				case "localhost:80":
-					addr = r.srv.HTTPHost
 				}
 				var d net.Dialer
 				return d.DialContext(ctx, network, addr)
 			}
 		})
-		return r, c
 	}
-	t.Run("validating", func(t *testing.T) {
-		r, c := setup(t, true)
-		if _, err := c.Index(context.Background(), "system"); err != nil {
-			t.Fatal(err)
-		}
-		img, err := r.fetch(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.checkFetched(img)
-		warn := r.warn.String()
-		if !strings.HasPrefix(warn, "WARNING: Failed to download the file over HTTPs") || strings.Count(warn, "\n") != 1 {
-			t.Errorf("warnings: %q", warn)
-		}
-		// HTTPS was given up once, not for every file.
-		if n := len(r.srv.RequestsFor(r.path("rootfs.tar.xz"))); n != 1 {
-			t.Errorf("%d requests for the rootfs", n)
-		}
+	noPlain := func(t *testing.T, r *rig) {
+		t.Helper()
 		for _, q := range r.srv.Requests() {
-			if q.TLS {
-				t.Errorf("%s over HTTPS", q.Path)
+			if !q.TLS {
+				t.Errorf("%s asked over plain HTTP", q.Path)
 			}
-		}
-	})
-	t.Run("not validating", func(t *testing.T) {
-		r, c := setup(t, false)
-		_, err := c.Index(context.Background(), "system")
-		wantErr(t, err, "https://localhost/meta/1.0/index-system.7")
-		if !fetch.IsUnreachable(err) {
-			t.Errorf("%v not unreachable", err)
-		}
-		if n := len(r.srv.Requests()); n != 0 {
-			t.Errorf("%d requests over plain HTTP", n)
-		}
-	})
-	t.Run("both down", func(t *testing.T) {
-		r, c := setup(t, true)
-		r.srv.SetHTTPDown(true)
-		_, err := c.Index(context.Background(), "system")
-		wantErr(t, err, "https://localhost/meta/1.0/index-system.7", "plain HTTP")
-		if !fetch.IsUnreachable(err) {
-			t.Errorf("%v not unreachable", err)
 		}
 		if r.warn.String() != "" {
 			t.Errorf("warnings: %s", r.warn)
 		}
+	}
+	t.Run("HTTPS down", func(t *testing.T) {
+		r := newRig(t)
+		r.srv.SetHTTPSDown(true)
+		_, err := client(r).Index(context.Background(), compat.System)
+		wantErr(t, err, "https://localhost/meta/1.0/index-system.7", "3 attempts")
+		if !fetch.IsUnreachable(err) {
+			t.Errorf("%v not unreachable", err)
+		}
+		noPlain(t, r)
+	})
+	t.Run("untrusted certificate", func(t *testing.T) {
+		r := newRig(t)
+		r.srv.SetUntrustedCertificate(true)
+		_, err := client(r).Index(context.Background(), compat.System)
+		wantErr(t, err, "https://localhost/meta/1.0/index-system.7", "certificate signed by unknown authority", "never retried over plain HTTP", "--ca-cert")
+		if strings.Contains(err.Error(), "attempts") {
+			t.Errorf("%v: retried", err)
+		}
+		if fetch.IsUnreachable(err) {
+			t.Errorf("%v is unreachable", err)
+		}
+		noPlain(t, r)
+	})
+	t.Run("untrusted certificate, no validation", func(t *testing.T) {
+		r := newRig(t)
+		r.srv.SetUntrustedCertificate(true)
+		c := r.client(func(o *fetch.Options) { o.Validate, o.Keyring = false, nil })
+		_, err := c.FetchImage(context.Background(), r.entry(), r.dir)
+		wantErr(t, err, "certificate signed by unknown authority", "--ca-cert")
+		noPlain(t, r)
+		r.checkNoFinal()
 	})
 }
 
@@ -740,7 +730,7 @@ func TestDiskFull(t *testing.T) {
 		t.Skipf("cannot mount a tmpfs: %v", err)
 	}
 	defer syscall.Unmount(r.dir, syscall.MNT_DETACH)
-	_, err := r.fetch(r.client())
+	_, err := r.fetch(r.client(func(o *fetch.Options) { o.DiskReserve = -1 }))
 	wantErr(t, err, "no space left on device", filepath.Join(r.dir, "rootfs.tar.xz.partial"))
 	if !errors.Is(err, syscall.ENOSPC) || fetch.IsUnreachable(err) {
 		t.Errorf("%#v", err)

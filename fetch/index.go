@@ -4,29 +4,65 @@ import (
 	"context"
 	"fmt"
 	pathpkg "path"
+	"time"
 
 	"github.com/lxc/lxc-download/compat"
 )
 
-// Index downloads, verifies (with Validate) and parses the image index for
-// mode: meta/1.0/index-MODE.7 first, then meta/1.0/index-MODE when the
-// compat-level file or its signature does not exist. The index and its
-// signature always come from the primary server.
+// IndexResult is an index as FetchIndex got it.
+type IndexResult struct {
+	// Index is the parsed index.
+	Index *compat.Index
+	// SignedAt is when the index's signature says it was made; zero
+	// without validation (nothing is signed then).
+	SignedAt time.Time
+	// Server is the server it came from, and Path its path there below
+	// the server's prefix, e.g. "/meta/1.0/index-system.7".
+	Server Server
+	Path   string
+}
+
+// URL is the address the index was downloaded from.
+func (r *IndexResult) URL() string { return r.Server.URL(r.Path) }
+
+// Index is FetchIndex for callers that need only the index.
 func (c *Client) Index(ctx context.Context, mode compat.Mode) (*compat.Index, error) {
-	base := "meta/1.0/index-" + string(mode)
-	compatName := fmt.Sprintf("%s.%d", base, compat.Level)
-	data, err := c.signedFile(ctx, compatName)
+	r, err := c.FetchIndex(ctx, mode)
+	if err != nil {
+		return nil, err
+	}
+	return r.Index, nil
+}
+
+// FetchIndex downloads, verifies (with Validate) and parses the image
+// index for mode: meta/1.0/index-MODE.7 first, then meta/1.0/index-MODE
+// when the compat-level file or its signature does not exist. The index
+// and its signature always come from the primary server. With Validate,
+// an index whose signature is older than Options.MaxIndexAge is refused
+// with a *StaleIndexError; one dated in the future (a clock that is
+// behind) is accepted, its time returned for the caller to keep.
+func (c *Client) FetchIndex(ctx context.Context, mode compat.Mode) (*IndexResult, error) {
+	base := "/meta/1.0/index-" + string(mode)
+	path := fmt.Sprintf("%s.%d", base, compat.Level)
+	data, signedAt, err := c.signedFile(ctx, path)
 	if isNotFound(err) {
-		data, err = c.signedFile(ctx, base)
+		path = base
+		data, signedAt, err = c.signedFile(ctx, path)
 	}
 	if err != nil {
 		return nil, err
 	}
+	if c.o.Validate && c.o.MaxIndexAge > 0 {
+		now := c.o.now()
+		if now.Sub(signedAt) > c.o.MaxIndexAge {
+			return nil, &StaleIndexError{File: pathpkg.Base(path), SignedAt: signedAt, MaxAge: c.o.MaxIndexAge, Now: now}
+		}
+	}
 	ix, err := compat.ParseIndex(data)
 	if err != nil {
-		return nil, fmt.Errorf("parse index: %w", err)
+		return nil, fmt.Errorf("parse index %s: %w", c.urlFor(path), err)
 	}
-	return ix, nil
+	return &IndexResult{Index: ix, SignedAt: signedAt, Server: c.server, Path: path}, nil
 }
 
 // Index files and signatures are small; anything larger is not one.
@@ -37,26 +73,28 @@ const (
 )
 
 // signedFile fetches path from the primary server and, with Validate, its
-// signature path.asc, and verifies it. A missing file or signature is a
-// *StatusError with code 404.
-func (c *Client) signedFile(ctx context.Context, path string) ([]byte, error) {
+// signature path.asc, and verifies it, returning the signature's time. A
+// missing file or signature is a *StatusError with code 404.
+func (c *Client) signedFile(ctx context.Context, path string) ([]byte, time.Time, error) {
 	if !c.o.Validate {
-		return c.getSmall(ctx, path, maxIndexSize)
+		data, err := c.getSmall(ctx, path, maxIndexSize)
+		return data, time.Time{}, err
 	}
 	// The file and its signature at once: one round trip, not two.
 	got := c.getSmallAll(ctx, []smallFile{{path, maxIndexSize}, {path + ".asc", maxSignatureSize}})
 	data, err := got[0].data, got[0].err
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	sig, err := got[1].data, got[1].err
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	// Name the file as the user knows it: "Invalid signature for
 	// index-system.7", as the GPG-era template said.
-	if err := VerifyDetached(c.o.Keyring, pathpkg.Base(path), data, sig); err != nil {
-		return nil, err
+	signedAt, err := verifyDetached(c.o.Keyring, pathpkg.Base(path), data, sig, c.o.now)
+	if err != nil {
+		return nil, time.Time{}, err
 	}
-	return data, nil
+	return data, signedAt, nil
 }

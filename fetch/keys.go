@@ -232,11 +232,14 @@ func SelectKey(kr openpgp.EntityList, keyid string) (openpgp.EntityList, error) 
 	return sel, nil
 }
 
-// Keyserver fetches are retried this many times, waiting fetchKeyBackoff,
-// then twice that, between attempts (shortened by the tests).
+// Keyserver fetches are tried this many times, waiting keyFetch's
+// retryWait, then twice that, between attempts.
 const fetchKeyAttempts = 3
 
-var fetchKeyBackoff = time.Second
+// keyFetch is how FetchKey asks a keyserver (tests wait less).
+type keyFetch struct {
+	retryWait time.Duration
+}
 
 // FetchKey fetches the key with fingerprint keyid from an HKP keyserver
 // (GET /pks/lookup?op=get&options=mr&search=0x<FINGERPRINT>) and returns it
@@ -255,6 +258,11 @@ var fetchKeyBackoff = time.Second
 // The errors are written to read well after "Unable to fetch GPG key from
 // keyserver: ".
 func FetchKey(ctx context.Context, keyserver, keyid string, hc *http.Client) (openpgp.EntityList, error) {
+	return keyFetch{retryWait: time.Second}.fetch(ctx, keyserver, keyid, hc)
+}
+
+// fetch is FetchKey.
+func (kf keyFetch) fetch(ctx context.Context, keyserver, keyid string, hc *http.Client) (openpgp.EntityList, error) {
 	id, err := parseKeyID(keyid)
 	if err != nil {
 		return nil, err
@@ -274,7 +282,7 @@ func FetchKey(ctx context.Context, keyserver, keyid string, hc *http.Client) (op
 	}
 
 	var data []byte
-	backoff := fetchKeyBackoff
+	backoff := kf.retryWait
 	for attempt := 1; ; attempt++ {
 		var retry bool
 		data, retry, err = keyserverGet(ctx, hc, u.String())
@@ -368,7 +376,9 @@ func keyserverGet(ctx context.Context, hc *http.Client, u string) (data []byte, 
 		return nil, false, errors.New("key not found (404 Not Found)")
 	default:
 		retry = resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500
-		return nil, retry, fmt.Errorf("answered %s", resp.Status)
+		// The status text is Go's: the server's reason phrase is its
+		// own text, which could hold anything.
+		return nil, retry, fmt.Errorf("answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
 	data, err = io.ReadAll(io.LimitReader(resp.Body, maxKeyringSize+1))
 	if err != nil {

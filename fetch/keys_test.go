@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -369,14 +371,10 @@ func (s *hkpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(body)
 }
 
-func fastKeyRetries(t *testing.T) {
-	old := fetchKeyBackoff
-	fetchKeyBackoff = time.Millisecond
-	t.Cleanup(func() { fetchKeyBackoff = old })
-}
+// fastKeys is FetchKey with retries that take milliseconds.
+var fastKeys = keyFetch{retryWait: time.Millisecond}
 
 func TestFetchKey(t *testing.T) {
-	fastKeyRetries(t)
 	want, other := pgpNewKey(t, "wanted", nil), pgpNewKey(t, "other", nil)
 	fw := pgpFingerprint(want)
 	ctx := context.Background()
@@ -409,7 +407,7 @@ func TestFetchKey(t *testing.T) {
 			}
 			srv := httptest.NewTLSServer(hs)
 			defer srv.Close()
-			kr, err := FetchKey(ctx, srv.URL, tc.keyid, srv.Client())
+			kr, err := fastKeys.fetch(ctx, srv.URL, tc.keyid, srv.Client())
 			if tc.err == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -448,11 +446,10 @@ func TestFetchKeyHKP(t *testing.T) {
 }
 
 func TestFetchKeyDown(t *testing.T) {
-	fastKeyRetries(t)
 	srv := httptest.NewTLSServer(http.NotFoundHandler())
 	keyserver, client := srv.URL, srv.Client()
 	srv.Close()
-	_, err := FetchKey(context.Background(), keyserver, BuiltinFingerprint, client)
+	_, err := fastKeys.fetch(context.Background(), keyserver, BuiltinFingerprint, client)
 	if err == nil || !strings.HasPrefix(err.Error(), keyserver+": ") || !strings.HasSuffix(err.Error(), "(3 attempts)") {
 		t.Fatalf("got %v", err)
 	}
@@ -475,7 +472,6 @@ func TestFetchKeyCancelled(t *testing.T) {
 }
 
 func TestFetchKeyLimits(t *testing.T) {
-	fastKeyRetries(t)
 	want := pgpNewKey(t, "wanted", nil)
 	var secret bytes.Buffer
 	if err := want.SerializePrivate(&secret, nil); err != nil {
@@ -499,13 +495,13 @@ func TestFetchKeyLimits(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewTLSServer(tc.h)
 			defer srv.Close()
-			_, err := FetchKey(context.Background(), srv.URL, pgpFingerprint(want), srv.Client())
+			_, err := fastKeys.fetch(context.Background(), srv.URL, pgpFingerprint(want), srv.Client())
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Fatalf("got %v, want %q", err, tc.err)
 			}
 		})
 	}
-	if _, err := FetchKey(context.Background(), "gopher://x", pgpFingerprint(want), nil); err == nil || !strings.Contains(err.Error(), "scheme gopher") {
+	if _, err := fastKeys.fetch(context.Background(), "gopher://x", pgpFingerprint(want), nil); err == nil || !strings.Contains(err.Error(), "scheme gopher") {
 		t.Fatalf("bad keyserver: %v", err)
 	}
 }
@@ -515,4 +511,29 @@ type keyserverZeros struct{}
 func (keyserverZeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// TestFetchKeyStatusText: a keyserver's reason phrase is its own text;
+// the error gives Go's for the status instead.
+func TestFetchKeyStatusText(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			http.ReadRequest(bufio.NewReader(c))
+			io.WriteString(c, "HTTP/1.1 418 \x1b[2J\rERROR: forged\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			c.Close()
+		}
+	}()
+	_, err = fastKeys.fetch(context.Background(), "hkp://"+ln.Addr().String(), BuiltinFingerprint, nil)
+	if err == nil || !strings.Contains(err.Error(), "answered 418 I'm a teapot") || strings.ContainsAny(err.Error(), "\x1b\r") {
+		t.Fatalf("got %q", err)
+	}
 }

@@ -42,23 +42,32 @@ func (m *memSink) Reset() error { m.buf.Reset(); return nil }
 
 // transfer is one file coming from the server, over as many attempts as it
 // takes: retries with backoff, Range requests to continue where an attempt
-// stopped, a mirror's failure answered by asking the primary server, and
-// plain HTTP when HTTPS cannot connect (validating only).
+// stopped, and a mirror's failure answered by asking the primary server.
+// It always speaks the scheme the server was given with: a failure over
+// HTTPS is never tried again over plain HTTP.
 type transfer struct {
 	c    *Client
-	path string // on the server, e.g. "/images/.../rootfs.tar.xz"
+	path string // on the server below its prefix, e.g. "/images/.../rootfs.tar.xz"
 	name string // for messages
 	// primary keeps the transfer on the primary server: the No-GeoIP
 	// header from the first attempt and no redirect to another host.
 	primary bool
 	sink    sink
 
+	// limit is the most bytes the file may have (0: only the sink's own
+	// limit), and limitOption the option that sets it, for the error.
+	limit       int64
+	limitOption string
+	// disk, when set, keeps the free space of the file's filesystem
+	// above a reserve.
+	disk *diskGuard
+
 	// validator is the strong ETag or the Last-Modified of the copy the
 	// sink holds, sent as If-Range so a changed file is sent whole.
 	validator string
 	// total is the file's size as the server announced it; -1 unknown.
 	total int64
-	// mirror is the mirror host that served bytes now in the sink.
+	// mirror is the mirror that served bytes now in the sink.
 	mirror string
 
 	// onResponse runs when an attempt's response is accepted, before its
@@ -109,83 +118,83 @@ func (c *Client) getSmallAll(ctx context.Context, files []smallFile) []smallResu
 	return got
 }
 
-// run transfers the file, falling back to plain HTTP when validating and
-// HTTPS cannot connect to the server at all.
+// run makes the attempts. An attempt that moved the download forward
+// resets the count of failures, so a link that drops every few megabytes
+// still finishes.
 func (t *transfer) run(ctx context.Context) error {
-	scheme := t.c.scheme()
-	err := t.runScheme(ctx, scheme)
-	if err == nil || scheme != "https" || !t.c.o.Validate {
-		return err
-	}
-	var ne *NetError
-	if !errors.As(err, &ne) || !ne.noResponse || isDNSFailure(ne.Err) {
-		return err
-	}
-	if perr := t.runScheme(ctx, "http"); perr != nil {
-		return fmt.Errorf("%w; over plain HTTP: %v", err, perr)
-	}
-	t.c.mu.Lock()
-	t.c.plain = true
-	t.c.mu.Unlock()
-	t.c.warnOnce("http", "Failed to download the file over HTTPs (%v); using plain HTTP, where signatures are still checked but an older signed file could be replayed", ne.Err)
-	return nil
-}
-
-// runScheme makes the attempts over one scheme. An attempt that moved the
-// download forward restarts the count: a link that drops every few
-// megabytes still finishes.
-func (t *transfer) runScheme(ctx context.Context, scheme string) error {
 	noGeoIP := t.primary
 	failed, total := 0, 0
-	primaryAnswered := false
 	for {
 		if failed > 0 {
 			if err := sleep(ctx, backoff(t.c.o.RetryWait, failed)); err != nil {
-				return &stoppedError{url: t.c.urlFor(scheme, t.path), err: err}
+				return &stoppedError{url: t.c.urlFor(t.path), err: err}
 			}
 		}
 		before := t.sink.Len()
 		total++
-		served, answered, err := t.attempt(ctx, scheme, noGeoIP)
+		res, err := t.attempt(ctx, noGeoIP)
 		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
-			return &stoppedError{url: t.c.urlFor(scheme, t.path), err: context.Cause(ctx)}
+			return &stoppedError{url: t.c.urlFor(t.path), err: context.Cause(ctx)}
 		}
 		var le *localError
-		if !t.c.isPrimary(served) && !noGeoIP && !errors.As(err, &le) {
-			t.c.warnOnce("mirror-failed "+served+" "+t.path,
-				"Mirror %s failed to serve %s (%v); downloading it from %s", served, t.name, err, t.c.host)
+		if !t.c.server.is(res.from) && !noGeoIP && !errors.As(err, &le) {
+			if isLimit(err) {
+				// What the mirror sent is no part of the file.
+				if rerr := t.sink.Reset(); rerr != nil {
+					return rerr
+				}
+				t.mirror, t.validator, t.total = "", "", -1
+			}
+			t.c.warnOnce("mirror-failed "+mirrorName(res.from)+" "+t.path,
+				"Mirror %s failed to serve %s (%v); downloading it from %s", mirrorName(res.from), t.name, err, t.c.server)
 			noGeoIP = true
 			failed = 0
 			continue
-		}
-		if answered && t.c.isPrimary(served) {
-			primaryAnswered = true
 		}
 		if t.sink.Len() > before {
 			failed = 0
 		}
 		failed++
 		if !retryable(err) || failed >= t.c.o.Attempts {
-			return t.final(err, served, scheme, total, primaryAnswered)
+			return t.final(err, res.from, total)
 		}
 	}
 }
 
+// isLimit reports an error of a limit this host sets on downloads.
+func isLimit(err error) bool {
+	var sl *SizeLimitError
+	var dr *DiskReserveError
+	return errors.As(err, &sl) || errors.As(err, &dr)
+}
+
+// mirrorName is how a warning names a mirror: its host, with the scheme
+// when it is plain HTTP.
+func mirrorName(u *url.URL) string {
+	if u == nil {
+		return "?"
+	}
+	if u.Scheme == "https" {
+		return u.Host
+	}
+	return u.Scheme + "://" + u.Host
+}
+
 // final is the error of a transfer that ran out of attempts.
-func (t *transfer) final(err error, served, scheme string, attempts int, primaryAnswered bool) error {
+func (t *transfer) final(err error, from *url.URL, attempts int) error {
 	var se *StatusError
 	var le *localError
-	if errors.As(err, &se) || errors.As(err, &le) || !(isNetFailure(err) || errors.Is(err, errRestart)) {
+	if errors.As(err, &se) || errors.As(err, &le) || isLimit(err) || !(isNetFailure(err) || errors.Is(err, errRestart)) {
 		return err
 	}
-	u := t.c.urlFor(scheme, t.path)
-	if served != "" && !t.c.isPrimary(served) {
-		u = served + " for " + u
+	u := t.c.urlFor(t.path)
+	if from != nil && !t.c.server.is(from) {
+		u = mirrorName(from) + " for " + u
 	}
-	return &NetError{URL: u, Attempts: attempts, Err: err, noResponse: !primaryAnswered}
+	return &NetError{URL: u, Attempts: attempts, Err: err, now: t.c.o.now()}
 }
 
 // backoff is the pause before the next attempt after failed ones.
@@ -208,28 +217,61 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// attempt makes one request and copies its body into the sink. It returns
-// the host that answered or failed (a mirror after a redirect) and whether
-// an HTTP response came at all.
-func (t *transfer) attempt(ctx context.Context, scheme string, noGeoIP bool) (string, bool, error) {
-	u := t.c.urlFor(scheme, t.path)
+// attemptResult is what an attempt tells besides its error.
+type attemptResult struct {
+	// from is where the answer or the failure came from: the primary
+	// server or, after a redirect, a mirror.
+	from *url.URL
+}
+
+// idleWatch aborts an attempt that receives nothing for a while.
+type idleWatch struct {
+	parent context.Context // the caller's
+	ctx    context.Context // the attempt's, cancelled with idle as cause
+	idle   *IdleError
+	timer  *time.Timer
+}
+
+// poke says data arrived: the wait starts again.
+func (w *idleWatch) poke() { w.timer.Reset(w.idle.Duration) }
+
+// explain replaces the error of an attempt the watch aborted (the client
+// only says "context canceled").
+func (w *idleWatch) explain(err error) error {
+	if w.parent.Err() == nil && context.Cause(w.ctx) == w.idle {
+		return w.idle
+	}
+	return err
+}
+
+// attempt makes one request and copies its body into the sink.
+func (t *transfer) attempt(ctx context.Context, noGeoIP bool) (attemptResult, error) {
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	idle := &IdleError{Duration: t.c.o.IdleTimeout}
-	timer := time.AfterFunc(idle.Duration, func() { cancel(idle) })
-	defer timer.Stop()
-	// stalled replaces the error of an attempt the idle timer aborted
-	// (the client only says "context canceled").
-	stalled := func(err error) error {
-		if ctx.Err() == nil && context.Cause(actx) == idle {
-			return idle
-		}
-		return err
-	}
+	w := &idleWatch{parent: ctx, ctx: actx, idle: &IdleError{Duration: t.c.o.IdleTimeout}}
+	w.timer = time.AfterFunc(w.idle.Duration, func() { cancel(w.idle) })
+	defer w.timer.Stop()
 
-	req, err := http.NewRequestWithContext(actx, http.MethodGet, u, nil)
+	resp, res, err := t.send(w, noGeoIP)
 	if err != nil {
-		return t.c.host, false, &localError{err}
+		return res, err
+	}
+	defer resp.Body.Close()
+	done, err := t.accept(resp)
+	if err != nil || done {
+		return res, err
+	}
+	return res, t.copyBody(resp, w)
+}
+
+// send makes the request, asking for the rest of what the sink holds.
+func (t *transfer) send(w *idleWatch, noGeoIP bool) (*http.Response, attemptResult, error) {
+	u := t.c.urlFor(t.path)
+	res := attemptResult{}
+	res.from, _ = url.Parse(u)
+	req, err := http.NewRequestWithContext(w.ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, res, &localError{err}
 	}
 	req.Header.Set("User-Agent", t.c.userAgent)
 	if noGeoIP {
@@ -241,8 +283,6 @@ func (t *transfer) attempt(ctx context.Context, scheme string, noGeoIP bool) (st
 		if t.validator != "" {
 			req.Header.Set("If-Range", t.validator)
 		}
-	}
-	if off > 0 {
 		t.c.verbose("Download file: %s (from byte %d)", u, off)
 	} else {
 		t.c.verbose("Download file: %s", u)
@@ -253,46 +293,50 @@ func (t *transfer) attempt(ctx context.Context, scheme string, noGeoIP bool) (st
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		host := t.c.host
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			if pu, perr := url.Parse(ue.URL); perr == nil && pu.Host != "" {
-				host = pu.Host
+				res.from = pu
 			}
 		}
-		err = stalled(unwrapURLError(err))
+		err = w.explain(unwrapURLError(err))
 		if !isNetFailure(err) {
 			// A refused redirect, say: name the file it was for.
 			err = fmt.Errorf("download %s: %w", u, err)
 		}
-		return host, false, err
+		return nil, res, err
 	}
-	defer resp.Body.Close()
-	served := resp.Request.URL.Host
+	res.from = resp.Request.URL
+	return resp, res, nil
+}
 
+// accept checks a response before its body is read: its status, its
+// range, and its announced size against the limits. done is set when the
+// sink already holds the whole file.
+func (t *transfer) accept(resp *http.Response) (done bool, err error) {
+	off := t.sink.Len()
+	total := t.total
 	switch {
 	case resp.StatusCode == http.StatusOK:
 		if off > 0 {
 			// The server ignored the range, or If-Range said the file
 			// changed: what arrives is the whole file.
-			if err := t.sink.Reset(); err != nil {
-				return served, true, err
+			if err := t.restart(); err != nil {
+				return false, err
 			}
 			off = 0
-			t.mirror = ""
 		}
-		t.total = resp.ContentLength
+		total = resp.ContentLength
 	case resp.StatusCode == http.StatusPartialContent && off > 0:
 		start, size, ok := parseContentRange(resp.Header.Get("Content-Range"))
-		if !ok || start != off || (size >= 0 && t.total >= 0 && size != t.total) {
-			if err := t.sink.Reset(); err != nil {
-				return served, true, err
+		if !ok || start != off || (size >= 0 && total >= 0 && size != total) {
+			if err := t.restart(); err != nil {
+				return false, err
 			}
-			t.mirror = ""
-			return served, true, errRestart
+			return false, errRestart
 		}
 		if size >= 0 {
-			t.total = size
+			total = size
 		}
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && off > 0:
 		if size, ok := unsatisfiedSize(resp.Header.Get("Content-Range")); ok && size == off {
@@ -300,37 +344,74 @@ func (t *transfer) attempt(ctx context.Context, scheme string, noGeoIP bool) (st
 			// the end of the response (a Content-Length that promised
 			// more than the file).
 			t.total = size
-			return served, true, nil
+			return true, nil
 		}
 		// The file is shorter than what is held: it changed.
-		if err := t.sink.Reset(); err != nil {
-			return served, true, err
+		if err := t.restart(); err != nil {
+			return false, err
 		}
-		t.mirror = ""
-		return served, true, errRestart
+		return false, errRestart
 	default:
-		return served, true, &StatusError{URL: resp.Request.URL.String(), StatusCode: resp.StatusCode}
+		return false, &StatusError{URL: resp.Request.URL.String(), StatusCode: resp.StatusCode}
 	}
+	if t.limit > 0 && total > t.limit {
+		return false, &SizeLimitError{File: t.name, Limit: t.limit, Option: t.limitOption,
+			Size: total, Announced: true, URL: resp.Request.URL.String()}
+	}
+	if t.disk != nil {
+		need := int64(0)
+		if total >= 0 {
+			need = total - off
+		}
+		if err := t.disk.fits(need); err != nil {
+			return false, err
+		}
+	}
+	t.total = total
 	t.validator = validatorOf(resp.Header)
-	if !t.c.isPrimary(served) {
-		t.mirror = served
+	if !t.c.server.is(resp.Request.URL) {
+		t.mirror = mirrorName(resp.Request.URL)
 	}
 	if t.onResponse != nil {
 		if err := t.onResponse(); err != nil {
-			return served, true, err
+			return false, err
 		}
 	}
 	t.progress.start(t.total, off)
+	return false, nil
+}
 
+// restart throws away what the sink holds: the next bytes are the file's
+// first.
+func (t *transfer) restart() error {
+	if err := t.sink.Reset(); err != nil {
+		return err
+	}
+	t.mirror = ""
+	return nil
+}
+
+// copyBody copies a response body into the sink, within the size limit
+// and the disk's reserve.
+func (t *transfer) copyBody(resp *http.Response, w *idleWatch) error {
 	if t.buf == nil {
 		t.buf = make([]byte, 128<<10)
 	}
 	for {
 		n, rerr := resp.Body.Read(t.buf)
 		if n > 0 {
-			timer.Reset(idle.Duration)
+			w.poke()
+			if t.limit > 0 && t.sink.Len()+int64(n) > t.limit {
+				return &SizeLimitError{File: t.name, Limit: t.limit, Option: t.limitOption,
+					Size: t.sink.Len() + int64(n), URL: resp.Request.URL.String()}
+			}
+			if t.disk != nil {
+				if err := t.disk.wrote(int64(n)); err != nil {
+					return err
+				}
+			}
 			if _, werr := t.sink.Write(t.buf[:n]); werr != nil {
-				return served, true, werr
+				return werr
 			}
 			t.progress.add(n)
 		}
@@ -338,13 +419,13 @@ func (t *transfer) attempt(ctx context.Context, scheme string, noGeoIP bool) (st
 			break
 		}
 		if rerr != nil {
-			return served, true, stalled(rerr)
+			return w.explain(rerr)
 		}
 	}
 	if t.total >= 0 && t.sink.Len() != t.total {
-		return served, true, fmt.Errorf("got %d of %d bytes: %w", t.sink.Len(), t.total, io.ErrUnexpectedEOF)
+		return fmt.Errorf("got %d of %d bytes: %w", t.sink.Len(), t.total, io.ErrUnexpectedEOF)
 	}
-	return served, true, nil
+	return nil
 }
 
 // validatorOf picks what If-Range can use: a strong ETag, else the

@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"net/url"
 	"testing"
 	"time"
 )
@@ -94,21 +95,52 @@ func TestValidatorOf(t *testing.T) {
 	}
 }
 
-func TestIsPrimary(t *testing.T) {
-	c := &Client{host: "images.example.org"}
-	for host, want := range map[string]bool{
-		"images.example.org":      true,
-		"images.example.org:443":  true,
-		"images.example.org:80":   true,
-		"images.example.org:8443": false,
-		"mirror.example.org":      false,
+// TestServerIs: the primary server is recognised in a redirect's URL
+// whether or not the URL names the scheme's default port, and only with
+// the scheme it was given with.
+func TestServerIs(t *testing.T) {
+	for _, c := range []struct {
+		server string
+		urls   map[string]bool
+	}{
+		{"images.example.org", map[string]bool{
+			"https://images.example.org/x":      true,
+			"https://IMAGES.example.org/x":      true,
+			"https://images.example.org:443/x":  true,
+			"https://images.example.org:80/x":   false,
+			"http://images.example.org/x":       false,
+			"https://images.example.org:8443/x": false,
+			"https://mirror.example.org/x":      false,
+		}},
+		{"http://images.example.org/lxc", map[string]bool{
+			"http://images.example.org/lxc/x":  true,
+			"http://images.example.org:80/x":   true,
+			"http://images.example.org:443/x":  false,
+			"https://images.example.org/lxc/x": false,
+		}},
+		{"https://[::1]:443/p", map[string]bool{
+			"https://[::1]/x":      true,
+			"https://[::1]:443/x":  true,
+			"https://[::2]/x":      false,
+			"https://[::1]:8443/x": false,
+		}},
+		{"localhost:8443", map[string]bool{
+			"https://localhost:8443/": true,
+			"https://localhost/":      false,
+		}},
 	} {
-		if got := c.isPrimary(host); got != want {
-			t.Errorf("isPrimary(%q) = %v", host, got)
+		s, err := ParseServer(c.server)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	c.host = "[::1]:443"
-	if !c.isPrimary("[::1]") || c.isPrimary("[::2]") {
-		t.Error("IPv6 hosts")
+		for raw, want := range c.urls {
+			u, err := url.Parse(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.is(u); got != want {
+				t.Errorf("%s: is(%s) = %v", c.server, raw, got)
+			}
+		}
 	}
 }

@@ -191,9 +191,6 @@ func LookupSHA256(sums map[string]string, name string) (string, error) {
 	return "", &ChecksumError{File: name, Unlisted: true}
 }
 
-// timeNow is the clock signatures and keys are judged by (a test sets it).
-var timeNow = time.Now
-
 // A Check verifies a file while it is written to it, so a download is
 // hashed as it arrives with no second pass over the file. It checks a
 // detached OpenPGP signature, an expected SHA256, or both (both must then
@@ -203,6 +200,8 @@ var timeNow = time.Now
 // A Check is not safe for concurrent use.
 type Check struct {
 	name string
+	// now is the clock the signature and its key are judged by.
+	now func() time.Time
 
 	// The signature and the keys of the keyring that may have made it
 	// (usually one; more only when key ids collide).
@@ -237,7 +236,12 @@ type Check struct {
 // here, as a *SignatureError, so a download can be refused before it
 // starts.
 func NewCheck(name string, kr openpgp.EntityList, sig []byte, sha256Hex string) (*Check, error) {
-	c := &Check{name: name}
+	return newCheck(name, kr, sig, sha256Hex, time.Now)
+}
+
+// newCheck is NewCheck judging by the clock now.
+func newCheck(name string, kr openpgp.EntityList, sig []byte, sha256Hex string, now func() time.Time) (*Check, error) {
+	c := &Check{name: name, now: now}
 	if sig == nil && sha256Hex == "" {
 		return nil, fmt.Errorf("nothing to verify %s with: no signature and no SHA256", name)
 	}
@@ -331,7 +335,7 @@ func (c *Check) Finish() error {
 	c.digest = hex.EncodeToString(c.sum.Sum(nil))
 	c.finished = true
 	if c.sig != nil {
-		if err := verifySignature(c.sig, c.keys, c.sigHash); err != nil {
+		if err := verifySignature(c.sig, c.keys, c.sigHash, c.now()); err != nil {
 			c.result = &SignatureError{File: c.name, Reason: err}
 			return c.result
 		}
@@ -346,15 +350,25 @@ func (c *Check) Finish() error {
 // signature of data by a key of kr, for small files held in memory such as
 // the index or SHA256SUMS. name is used in the error, a *SignatureError.
 func VerifyDetached(kr openpgp.EntityList, name string, data, sig []byte) error {
+	_, err := verifyDetached(kr, name, data, sig, time.Now)
+	return err
+}
+
+// verifyDetached is VerifyDetached judging by the clock now; it also
+// returns when the signature says it was made.
+func verifyDetached(kr openpgp.EntityList, name string, data, sig []byte, now func() time.Time) (time.Time, error) {
 	if sig == nil {
 		sig = []byte{}
 	}
-	c, err := NewCheck(name, kr, sig, "")
+	c, err := newCheck(name, kr, sig, "", now)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	c.Write(data)
-	return c.Finish()
+	if err := c.Finish(); err != nil {
+		return time.Time{}, err
+	}
+	return c.sig.CreationTime, nil
 }
 
 // Bounds on a detached signature: a real one is a single packet of a few
@@ -453,8 +467,8 @@ func readSignature(kr openpgp.EntityList, data []byte) (*packet.Signature, []ope
 
 // verifySignature finishes what readSignature began, once the data is
 // hashed into h: the signature must verify with one of keys, and that key
-// must be usable at the time it is judged by.
-func verifySignature(sig *packet.Signature, keys []openpgp.Key, h hash.Hash) error {
+// must be usable at now.
+func verifySignature(sig *packet.Signature, keys []openpgp.Key, h hash.Hash, now time.Time) error {
 	var err error
 	for i, key := range keys {
 		kh := h
@@ -468,7 +482,7 @@ func verifySignature(sig *packet.Signature, keys []openpgp.Key, h hash.Hash) err
 			}
 		}
 		if err = key.PublicKey.VerifySignature(kh, sig); err == nil {
-			return checkSigner(key, sig, timeNow())
+			return checkSigner(key, sig, now)
 		}
 		if kh == h {
 			break

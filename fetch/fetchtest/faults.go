@@ -53,6 +53,14 @@ func (s *Server) IgnoreRange(p string, times int) {
 	s.site.addFault(fault{path: p, times: times, dropAfter: -1, stallAfter: -1, ignoreRange: true})
 }
 
+// EndlessBody makes the next `times` responses for p a 200 with no
+// Content-Length whose body is the file's bytes (none if p does not
+// exist) followed by zero bytes for ever, until the client goes away: a
+// hostile mirror filling the client's disk. Range requests are ignored.
+func (s *Server) EndlessBody(p string, times int) {
+	s.site.addFault(fault{path: p, times: times, dropAfter: -1, stallAfter: -1, endless: true})
+}
+
 // ClearFaults removes the faults set on the given paths (exactly those
 // paths, as they were given), or every fault if none is given.
 func (s *Server) ClearFaults(paths ...string) { s.site.clearFaults(paths) }
@@ -75,6 +83,32 @@ func (s *Server) RedirectImages(base string) {
 	defer s.mu.Unlock()
 	s.redirect = base
 }
+
+// RedirectImagesToHTTP makes the server answer HTTPS requests under
+// /images/ with a 302 redirect to the same path on its own plain HTTP
+// (HTTPURL), except requests carrying "X-LXC-No-GeoIP: on": a mirror, or
+// an attacker, downgrading the download of image files. Plain HTTP
+// requests are served. false stops it.
+func (s *Server) RedirectImagesToHTTP(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.redirectHTTP = on
+}
+
+// SetPrefix makes the server publish everything under prefix (e.g.
+// "/lxc-images"), as a mirror does for --server HOST/lxc-images: a request
+// for prefix+P is answered as one for P, any other with 404 (and logged
+// with its path as it came, faults left alone). The request log, faults,
+// Get and Set keep using the paths without the prefix (Request.RawPath
+// has the path as sent). "" serves at the root again.
+func (s *Server) SetPrefix(prefix string) { s.site.setPrefix(prefix) }
+
+// SetUntrustedCertificate makes HTTPS present, on connections made from
+// then on, a certificate for the same names signed by an authority that
+// no client trusts (not the one in CAFile), as an attacker on the path
+// would; plain HTTP on the same port keeps answering. false restores the
+// real certificate.
+func (s *Server) SetUntrustedCertificate(on bool) { s.site.setUntrusted(on) }
 
 // NewMirror starts a mirror of primary: a server of its own holding copies
 // of everything primary serves (signed by primary's key), whose content can

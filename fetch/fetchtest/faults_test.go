@@ -3,6 +3,7 @@ package fetchtest
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net/http"
@@ -319,4 +320,109 @@ func equalInts(a, b []int) bool {
 		}
 	}
 	return true
+}
+
+func TestEndlessBody(t *testing.T) {
+	s := newTestServer(t)
+	c := client(t, s.CAFile)
+	whole, _ := s.Get(rootfsPath)
+	s.EndlessBody(rootfsPath, 1)
+	resp, err := c.Get(s.URL + rootfsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || resp.ContentLength != -1 || resp.Header.Get("Content-Length") != "" {
+		t.Errorf("status %d, length %d", resp.StatusCode, resp.ContentLength)
+	}
+	// Far more than the file: its bytes, then zeros.
+	const n = 4 << 20
+	got, err := io.ReadAll(io.LimitReader(resp.Body, n))
+	resp.Body.Close()
+	if err != nil || len(got) != n || !bytes.Equal(got[:len(whole)], whole) || bytes.ContainsFunc(got[len(whole):], func(r rune) bool { return r != 0 }) {
+		t.Errorf("read %d bytes, %v", len(got), err)
+	}
+	// Used up: the next one is the file.
+	if r := get(t, c, s.URL+rootfsPath); r.status != 200 || !bytes.Equal(r.body, whole) {
+		t.Errorf("after: %d, %d bytes", r.status, len(r.body))
+	}
+}
+
+func TestRedirectImagesToHTTP(t *testing.T) {
+	s := newTestServer(t)
+	c := client(t, s.CAFile)
+	s.RedirectImagesToHTTP(true)
+	r := get(t, c, s.URL+rootfsPath)
+	if r.status != 302 || r.header.Get("Location") != s.HTTPURL+rootfsPath {
+		t.Fatalf("%d Location %q", r.status, r.header.Get("Location"))
+	}
+	if r := get(t, c, s.HTTPURL+rootfsPath); r.status != 200 {
+		t.Errorf("plain HTTP: %d", r.status)
+	}
+	if r := get(t, c, s.URL+rootfsPath, "X-LXC-No-GeoIP", "on"); r.status != 200 {
+		t.Errorf("no GeoIP: %d", r.status)
+	}
+	if r := get(t, c, s.URL+"/meta/1.0/index-system.7"); r.status != 200 {
+		t.Errorf("index: %d", r.status)
+	}
+	s.SetPrefix("/lxc")
+	if r := get(t, c, s.URL+"/lxc"+rootfsPath); r.status != 302 || r.header.Get("Location") != s.HTTPURL+"/lxc"+rootfsPath {
+		t.Errorf("with a prefix: %d Location %q", r.status, r.header.Get("Location"))
+	}
+	s.RedirectImagesToHTTP(false)
+	if r := get(t, c, s.URL+"/lxc"+rootfsPath); r.status != 200 {
+		t.Errorf("off: %d", r.status)
+	}
+}
+
+func TestSetPrefix(t *testing.T) {
+	s := newTestServer(t)
+	c := client(t, s.CAFile)
+	whole, _ := s.Get(rootfsPath)
+	s.SetPrefix("lxc-images/")
+	s.FailN(rootfsPath, 503, 1)
+	if r := get(t, c, s.URL+rootfsPath); r.status != 404 {
+		t.Errorf("outside the prefix: %d", r.status)
+	}
+	if r := get(t, c, s.URL+"/lxc-imagesX"+rootfsPath); r.status != 404 {
+		t.Errorf("beside the prefix: %d", r.status)
+	}
+	// The fault was left for the first request below the prefix.
+	if r := get(t, c, s.URL+"/lxc-images"+rootfsPath); r.status != 503 {
+		t.Errorf("fault below the prefix: %d", r.status)
+	}
+	if r := get(t, c, s.URL+"//lxc-images/"+rootfsPath); r.status != 200 || !bytes.Equal(r.body, whole) {
+		t.Errorf("below the prefix: %d", r.status)
+	}
+	if r := get(t, c, s.HTTPURL+"/lxc-images/meta/1.0/index-system.7"); r.status != 200 {
+		t.Errorf("plain HTTP below the prefix: %d", r.status)
+	}
+	// The request outside is logged as it came; those below without the
+	// prefix.
+	log := s.RequestsFor(rootfsPath)
+	if len(log) != 3 || log[0].Status != 404 || log[0].RawPath != rootfsPath || log[2].RawPath != "//lxc-images/"+rootfsPath {
+		t.Errorf("log %+v", log)
+	}
+	s.SetPrefix("")
+	if r := get(t, c, s.URL+rootfsPath); r.status != 200 {
+		t.Errorf("prefix removed: %d", r.status)
+	}
+}
+
+func TestUntrustedCertificate(t *testing.T) {
+	s := newTestServer(t)
+	c := client(t, s.CAFile)
+	s.SetUntrustedCertificate(true)
+	_, err := c.Get(s.URL + "/meta/1.0/index-system.7")
+	var unknown x509.UnknownAuthorityError
+	if !errors.As(err, &unknown) {
+		t.Errorf("HTTPS with the untrusted certificate: %v", err)
+	}
+	if r := get(t, c, s.HTTPURL+"/meta/1.0/index-system.7"); r.status != 200 {
+		t.Errorf("plain HTTP: %d", r.status)
+	}
+	s.SetUntrustedCertificate(false)
+	c.CloseIdleConnections()
+	if r := get(t, c, s.URL+"/meta/1.0/index-system.7"); r.status != 200 {
+		t.Errorf("trusted again: %d", r.status)
+	}
 }

@@ -54,6 +54,9 @@ type Server struct {
 	objects  map[string]*object
 	images   []Image
 	redirect string
+	// redirectHTTP sends HTTPS requests for images to this server's
+	// plain HTTP.
+	redirectHTTP bool
 }
 
 type object struct {
@@ -295,6 +298,19 @@ func (s *Server) SetIndex(content string) {
 	}
 }
 
+// SetIndexSignedAt is SetIndex with signatures that say they were made at
+// t (see SignAt): an old index replayed, or one from a clock ahead.
+func (s *Server) SetIndexSignedAt(content string, t time.Time) {
+	data := []byte(content)
+	sig := SignAt(s.Key, data, t)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range IndexPaths() {
+		s.putLocked(p, bytes.Clone(data))
+		s.putLocked(p+".asc", sig)
+	}
+}
+
 // SetMeta replaces the meta.tar.xz of the image with img's dist, release,
 // arch, variant and build by one made of img.Meta, signed and summed.
 func (s *Server) SetMeta(img Image) error {
@@ -349,11 +365,20 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request) {
 	}
 	p := r.URL.Path
 	s.mu.Lock()
-	redirect := s.redirect
+	redirect, redirectHTTP := s.redirect, s.redirectHTTP
 	o := s.objects[p]
 	s.mu.Unlock()
-	if redirect != "" && strings.HasPrefix(p, "/images/") && !strings.EqualFold(r.Header.Get("X-LXC-No-GeoIP"), "on") {
+	geoIP := strings.HasPrefix(p, "/images/") && !strings.EqualFold(r.Header.Get("X-LXC-No-GeoIP"), "on")
+	if redirect != "" && geoIP {
 		http.Redirect(w, r, redirect+p, http.StatusFound)
+		return
+	}
+	if redirectHTTP && geoIP && r.TLS != nil {
+		http.Redirect(w, r, s.HTTPURL+s.site.getPrefix()+p, http.StatusFound)
+		return
+	}
+	if bw, ok := w.(*bodyWriter); ok && bw.plan.endless {
+		endless(bw, o)
 		return
 	}
 	if o == nil {
@@ -363,6 +388,27 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("ETag", o.etag)
 	w.Header().Set("Content-Type", contentType(p))
 	http.ServeContent(w, r, "", o.modTime, bytes.NewReader(o.data))
+}
+
+// endless answers with the object's bytes (none if there is no object),
+// then zero bytes until the client goes away or the server closes, with
+// no Content-Length. Zeros after an xz stream are valid stream padding, so
+// a decoder following the download sees a well-formed file that never
+// ends.
+func endless(w *bodyWriter, o *object) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.WriteHeader(http.StatusOK)
+	if o != nil {
+		if _, err := w.Write(o.data); err != nil {
+			return
+		}
+	}
+	zeros := make([]byte, chunk)
+	for {
+		if _, err := w.Write(zeros); err != nil {
+			return
+		}
+	}
 }
 
 func contentType(p string) string {

@@ -13,8 +13,11 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 )
 
 func newTestServer(t *testing.T, images ...Image) *Server {
@@ -465,5 +468,34 @@ func TestPathsAndSetRootfs(t *testing.T) {
 	sums, _ := s.Get(dir + "SHA256SUMS")
 	if !strings.Contains(string(sums), fmt.Sprintf("%x  rootfs.tar.xz\n", sha256.Sum256(data))) {
 		t.Errorf("SHA256SUMS:\n%s", sums)
+	}
+}
+
+func TestSetIndexSignedAt(t *testing.T) {
+	s := newTestServer(t)
+	c := client(t, s.CAFile)
+	old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	content := Index(DefaultImage())
+	s.SetIndexSignedAt(content, old)
+	for _, p := range IndexPaths() {
+		data := get(t, c, s.URL+p)
+		sig := get(t, c, s.URL+p+".asc")
+		if string(data.body) != content {
+			t.Errorf("%s: %q", p, data.body)
+		}
+		if err := verify(t, s.KeyFile, data.body, sig.body); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+		block, err := armor.Decode(bytes.NewReader(sig.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkt, err := packet.Read(block.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sp, ok := pkt.(*packet.Signature); !ok || !sp.CreationTime.Equal(old) {
+			t.Errorf("%s: signature %T made at %v, want %v", p, pkt, sp.CreationTime, old)
+		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto"
 	"fmt"
+	"io"
+	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
@@ -36,6 +38,43 @@ func Sign(key *openpgp.Entity, data []byte) []byte {
 	var buf bytes.Buffer
 	if err := openpgp.ArmoredDetachSign(&buf, key, bytes.NewReader(data), keyConfig); err != nil {
 		panic(fmt.Sprintf("fetchtest: sign with %X: %v", key.PrimaryKey.Fingerprint, err))
+	}
+	return buf.Bytes()
+}
+
+// SignAt is Sign with a signature that says it was made at t, which may be
+// before the key was made or in the future: a replayed old signature, or
+// one from a server whose clock is ahead of the client's.
+func SignAt(key *openpgp.Entity, data []byte, t time.Time) []byte {
+	pk := key.PrimaryKey
+	sig := &packet.Signature{
+		Version:           pk.Version,
+		SigType:           packet.SigTypeBinary,
+		PubKeyAlgo:        pk.PubKeyAlgo,
+		Hash:              crypto.SHA256,
+		CreationTime:      t,
+		IssuerKeyId:       &pk.KeyId,
+		IssuerFingerprint: pk.Fingerprint,
+	}
+	cfg := &packet.Config{DefaultHash: crypto.SHA256, Time: func() time.Time { return t }}
+	h, err := sig.PrepareSign(cfg)
+	if err == nil {
+		h.Write(data)
+		err = sig.Sign(h, key.PrivateKey, cfg)
+	}
+	var buf bytes.Buffer
+	var w io.WriteCloser
+	if err == nil {
+		w, err = armor.Encode(&buf, openpgp.SignatureType, nil)
+	}
+	if err == nil {
+		err = sig.Serialize(w)
+	}
+	if err == nil {
+		err = w.Close()
+	}
+	if err != nil {
+		panic(fmt.Sprintf("fetchtest: sign with %X at %v: %v", pk.Fingerprint, t, err))
 	}
 	return buf.Bytes()
 }

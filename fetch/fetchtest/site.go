@@ -16,9 +16,11 @@ import (
 
 // Request is one request a server received, as its log records it.
 type Request struct {
-	Time      time.Time
-	Method    string
-	Path      string // URL path with repeated slashes collapsed ("//images/x" is "/images/x")
+	Time   time.Time
+	Method string
+	// Path is the URL path with repeated slashes collapsed ("//images/x"
+	// is "/images/x") and the server's prefix (SetPrefix) removed.
+	Path      string
 	RawPath   string // URL path as the client sent it
 	Query     string
 	TLS       bool   // came in over HTTPS (else plain HTTP)
@@ -47,6 +49,8 @@ type site struct {
 	faults    []*fault
 	httpsDown bool
 	plainDown bool
+	prefix    string            // every path is served below it
+	untrusted bool              // HTTPS presents a certificate no client trusts
 	conns     map[net.Conn]bool // open connections: true for TLS
 	rate      limiter
 
@@ -71,7 +75,19 @@ func newSite(handler http.HandlerFunc) (*site, error) {
 	}
 	s.host = s.ln.Addr().String()
 	s.tlsConfig = &tls.Config{
-		Certificates: []tls.Certificate{p.cert},
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			s.mu.Lock()
+			untrusted := s.untrusted
+			s.mu.Unlock()
+			if untrusted {
+				bad, err := untrustedPKI()
+				if err != nil {
+					return nil, err
+				}
+				return &bad.cert, nil
+			}
+			return &p.cert, nil
+		},
 		// HTTP/1.1 only: dropping a connection mid-body is then exactly
 		// what a client sees from a failing link.
 		NextProtos: []string{"http/1.1"},
@@ -195,6 +211,24 @@ func (s *site) track(c net.Conn, state http.ConnState, tls bool) {
 	}
 }
 
+func (s *site) setPrefix(prefix string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.prefix = strings.TrimSuffix(cleanPath("/"+prefix), "/")
+}
+
+func (s *site) getPrefix() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.prefix
+}
+
+func (s *site) setUntrusted(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.untrusted = on
+}
+
 func (s *site) setHTTPSDown(down bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -248,6 +282,17 @@ func cleanPath(p string) string {
 
 func (s *site) serve(w http.ResponseWriter, r *http.Request) {
 	path := cleanPath(r.URL.Path)
+	s.mu.Lock()
+	prefix := s.prefix
+	s.mu.Unlock()
+	outside := false
+	if prefix != "" {
+		rest, found := strings.CutPrefix(path, prefix)
+		outside = !found || !strings.HasPrefix(rest, "/")
+		if !outside {
+			path = rest
+		}
+	}
 	rec := &Request{
 		Time:      time.Now(),
 		Method:    r.Method,
@@ -263,10 +308,17 @@ func (s *site) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.log = append(s.log, rec)
-	plan := s.takeFaults(path)
+	plan := plan{dropAfter: -1, stallAfter: -1}
+	if !outside {
+		plan = s.takeFaults(path)
+	}
 	s.mu.Unlock()
 
 	bw := &bodyWriter{ResponseWriter: w, s: s, rec: rec, plan: plan, ctx: r.Context()}
+	if outside {
+		http.Error(bw, "fetchtest: not below the prefix "+prefix, http.StatusNotFound)
+		return
+	}
 	if plan.status != 0 {
 		http.Error(bw, fmt.Sprintf("fetchtest: injected %d %s", plan.status, http.StatusText(plan.status)), plan.status)
 		return
@@ -294,6 +346,7 @@ type fault struct {
 	trickle     int // bytes per write; 0: no trickle
 	trickleGap  time.Duration
 	extraLength int64
+	endless     bool
 }
 
 func (f *fault) matches(path string) bool {
@@ -313,6 +366,7 @@ type plan struct {
 	trickle     int
 	trickleGap  time.Duration
 	extraLength int64
+	endless     bool
 }
 
 // takeFaults combines the faults matching path, using up one of each's
@@ -339,6 +393,7 @@ func (s *site) takeFaults(path string) plan {
 			p.trickle, p.trickleGap = f.trickle, f.trickleGap
 		}
 		p.extraLength += f.extraLength
+		p.endless = p.endless || f.endless
 		if f.times > 0 {
 			f.times--
 			if f.times == 0 {

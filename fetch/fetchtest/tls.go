@@ -18,7 +18,16 @@ import (
 // starts, and the one certificate they all present (valid for 127.0.0.1,
 // ::1 and localhost): a client that trusts one server's CAFile trusts its
 // mirror and keyserver too, as on the real network with public roots.
-var testPKI = sync.OnceValues(func() (*pki, error) {
+var testPKI = sync.OnceValues(func() (*pki, error) { return newPKI("fetchtest CA") })
+
+// untrustedPKI is another certificate authority, which nobody trusts, and
+// a certificate of it for the same names: what an attacker on the path
+// presents.
+var untrustedPKI = sync.OnceValues(func() (*pki, error) { return newPKI("fetchtest attacker CA") })
+
+// newPKI makes a certificate authority named caName and a certificate it
+// signed for 127.0.0.1, ::1 and localhost.
+func newPKI(caName string) (*pki, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -26,7 +35,7 @@ var testPKI = sync.OnceValues(func() (*pki, error) {
 	now := time.Now()
 	caTmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "fetchtest CA", Organization: []string{"lxc-download tests"}},
+		Subject:               pkix.Name{CommonName: caName, Organization: []string{"lxc-download tests"}},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
@@ -64,7 +73,7 @@ var testPKI = sync.OnceValues(func() (*pki, error) {
 		cert:  tls.Certificate{Certificate: [][]byte{leafDER, caDER}, PrivateKey: leafKey},
 		pool:  func() *x509.CertPool { p := x509.NewCertPool(); p.AddCert(ca); return p }(),
 	}, nil
-})
+}
 
 type pki struct {
 	caPEM []byte
