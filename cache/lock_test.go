@@ -62,15 +62,15 @@ func TestCacheHelperProcess(t *testing.T) {
 	case "commit", "commit-loop":
 		// Store the images in args[1:], one after the other, forever in
 		// commit-loop mode; die by SIGKILL at step CRASH_AT of a commit.
+		c.hooks = &testHooks{noExchange: os.Getenv("NO_EXCHANGE") != ""}
 		if at := os.Getenv("CRASH_AT"); at != "" {
-			crashHook = func(step string) {
+			c.hooks.crash = func(step string) {
 				if step == at {
 					syscall.Kill(os.Getpid(), syscall.SIGKILL)
 					time.Sleep(time.Hour)
 				}
 			}
 		}
-		noExchange.Store(os.Getenv("NO_EXCHANGE") != "")
 		for i := 0; ; i++ {
 			src := args[1+i%(len(args)-1)]
 			if err := commitFrom(c, src); err != nil {
@@ -112,7 +112,7 @@ func commitFrom(c Cache, src string) error {
 	if err != nil {
 		return err
 	}
-	_, err = st.Commit(string(build), compat.System)
+	_, err = st.CommitWith(string(build), compat.System, fakeTrust(string(build)))
 	return err
 }
 
@@ -275,7 +275,7 @@ func lookupOrStore(ctx context.Context, c Cache, src, build string) (e *Entry, d
 			return nil, true, err
 		}
 	}
-	e, err = st.Commit(build, compat.System)
+	e, err = st.CommitWith(build, compat.System, fakeTrust(build))
 	return e, true, err
 }
 

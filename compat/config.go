@@ -2,6 +2,7 @@ package compat
 
 import (
 	"bytes"
+	"io"
 	"strings"
 )
 
@@ -146,12 +147,96 @@ func (v Vars) Substitute(data []byte) []byte {
 	if !bytes.Contains(data, []byte("LXC_")) {
 		return data
 	}
-	r := strings.NewReplacer(
+	r := strings.NewReplacer(v.pairs()...)
+	return []byte(r.Replace(string(data)))
+}
+
+// pairs are the words and their values, for strings.NewReplacer. No word
+// is a prefix of another, so at most one matches at a position.
+func (v Vars) pairs() []string {
+	return []string{
 		"LXC_NAME", v.Name,
 		"LXC_PATH", v.Path,
 		"LXC_ROOTFS", v.Rootfs,
 		"LXC_TEMPLATE_CONFIG", v.TemplateConfig,
 		"LXC_HOOK_DIR", v.HookDir,
-	)
-	return []byte(r.Replace(string(data)))
+	}
+}
+
+// substituteBuffer is how much SubstituteStream reads at a time.
+const substituteBuffer = 64 << 10
+
+// SubstituteStream is Substitute for a stream: it copies r to w with the
+// words replaced, exactly as Substitute would on the whole content, but
+// holds only a buffer of 64 KiB, plus the start of a word that the
+// buffer's end cuts (carried over to the next read), whatever the size of
+// the input.
+func (v Vars) SubstituteStream(w io.Writer, r io.Reader) error {
+	pairs := v.pairs()
+	longest := 0
+	for i := 0; i < len(pairs); i += 2 {
+		longest = max(longest, len(pairs[i]))
+	}
+	buf := make([]byte, substituteBuffer+longest)
+	have := 0 // bytes in buf: a carried word start, then what was read
+	for {
+		n, rerr := io.ReadFull(r, buf[have:have+substituteBuffer])
+		have += n
+		eof := rerr == io.EOF || rerr == io.ErrUnexpectedEOF
+		if rerr != nil && !eof {
+			return rerr
+		}
+		data := buf[:have]
+		done := 0 // bytes of data written or replaced
+		for pos := 0; ; {
+			i := bytes.Index(data[pos:], []byte("LXC_"))
+			if i < 0 {
+				break
+			}
+			i += pos
+			pos = i + 1
+			for k := 0; k < len(pairs); k += 2 {
+				if bytes.HasPrefix(data[i:], []byte(pairs[k])) {
+					if _, err := w.Write(data[done:i]); err != nil {
+						return err
+					}
+					if _, err := io.WriteString(w, pairs[k+1]); err != nil {
+						return err
+					}
+					done = i + len(pairs[k])
+					pos = done
+					break
+				}
+			}
+		}
+		// A word may start near the end and go on in the next read: the
+		// earliest position from which the rest is the start of a word
+		// is kept for then.
+		keep := have
+		if !eof {
+			for p := max(done, have-longest+1); p < have; p++ {
+				if wordStart(data[p:], pairs) {
+					keep = p
+					break
+				}
+			}
+		}
+		if _, err := w.Write(data[done:keep]); err != nil {
+			return err
+		}
+		if eof {
+			return nil
+		}
+		have = copy(buf, data[keep:])
+	}
+}
+
+// wordStart reports whether b is a proper prefix of one of the words.
+func wordStart(b []byte, pairs []string) bool {
+	for k := 0; k < len(pairs); k += 2 {
+		if len(b) < len(pairs[k]) && strings.HasPrefix(pairs[k], string(b)) {
+			return true
+		}
+	}
+	return false
 }
