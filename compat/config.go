@@ -151,8 +151,9 @@ func (v Vars) Substitute(data []byte) []byte {
 	return []byte(r.Replace(string(data)))
 }
 
-// pairs are the words and their values, for strings.NewReplacer. No word
-// is a prefix of another, so at most one matches at a position.
+// pairs are the words and their values, for strings.NewReplacer. All
+// words start with "LXC_" and none is a prefix of another, so at most one
+// matches at a position (SubstituteStream relies on both).
 func (v Vars) pairs() []string {
 	return []string{
 		"LXC_NAME", v.Name,
@@ -163,47 +164,67 @@ func (v Vars) pairs() []string {
 	}
 }
 
-// substituteBuffer is how much SubstituteStream reads at a time.
+// substituteBuffer is how much SubstituteStream reads, and writes, at a
+// time.
 const substituteBuffer = 64 << 10
 
 // SubstituteStream is Substitute for a stream: it copies r to w with the
 // words replaced, exactly as Substitute would on the whole content, but
-// holds only a buffer of 64 KiB, plus the start of a word that the
+// holds only a buffer of 64 KiB each way, plus the start of a word that the
 // buffer's end cuts (carried over to the next read), whatever the size of
 // the input.
 func (v Vars) SubstituteStream(w io.Writer, r io.Reader) error {
 	pairs := v.pairs()
+	words := make([][]byte, len(pairs))
 	longest := 0
-	for i := 0; i < len(pairs); i += 2 {
-		longest = max(longest, len(pairs[i]))
+	for i, p := range pairs {
+		words[i] = []byte(p)
+		if i%2 == 0 {
+			longest = max(longest, len(p))
+		}
 	}
-	buf := make([]byte, substituteBuffer+longest)
-	have := 0 // bytes in buf: a carried word start, then what was read
+	in := make([]byte, substituteBuffer+longest)
+	out := make([]byte, 0, 2*substituteBuffer)
+	put := func(b []byte) error {
+		if len(out)+len(b) > cap(out) {
+			if _, err := w.Write(out); err != nil {
+				return err
+			}
+			out = out[:0]
+			if len(b) > cap(out) {
+				_, err := w.Write(b)
+				return err
+			}
+		}
+		out = append(out, b...)
+		return nil
+	}
+	have := 0 // bytes in in: a carried word start, then what was read
 	for {
-		n, rerr := io.ReadFull(r, buf[have:have+substituteBuffer])
+		n, rerr := io.ReadFull(r, in[have:have+substituteBuffer])
 		have += n
 		eof := rerr == io.EOF || rerr == io.ErrUnexpectedEOF
 		if rerr != nil && !eof {
 			return rerr
 		}
-		data := buf[:have]
+		data := in[:have]
 		done := 0 // bytes of data written or replaced
 		for pos := 0; ; {
-			i := bytes.Index(data[pos:], []byte("LXC_"))
+			i := bytes.Index(data[pos:], words[0][:4]) // "LXC_"
 			if i < 0 {
 				break
 			}
 			i += pos
 			pos = i + 1
-			for k := 0; k < len(pairs); k += 2 {
-				if bytes.HasPrefix(data[i:], []byte(pairs[k])) {
-					if _, err := w.Write(data[done:i]); err != nil {
+			for k := 0; k < len(words); k += 2 {
+				if bytes.HasPrefix(data[i:], words[k]) {
+					if err := put(data[done:i]); err != nil {
 						return err
 					}
-					if _, err := io.WriteString(w, pairs[k+1]); err != nil {
+					if err := put(words[k+1]); err != nil {
 						return err
 					}
-					done = i + len(pairs[k])
+					done = i + len(words[k])
 					pos = done
 					break
 				}
@@ -215,26 +236,31 @@ func (v Vars) SubstituteStream(w io.Writer, r io.Reader) error {
 		keep := have
 		if !eof {
 			for p := max(done, have-longest+1); p < have; p++ {
-				if wordStart(data[p:], pairs) {
+				if wordStart(data[p:], words) {
 					keep = p
 					break
 				}
 			}
 		}
-		if _, err := w.Write(data[done:keep]); err != nil {
+		if err := put(data[done:keep]); err != nil {
 			return err
 		}
 		if eof {
+			if len(out) > 0 {
+				_, err := w.Write(out)
+				return err
+			}
 			return nil
 		}
-		have = copy(buf, data[keep:])
+		have = copy(in, data[keep:])
 	}
 }
 
-// wordStart reports whether b is a proper prefix of one of the words.
-func wordStart(b []byte, pairs []string) bool {
-	for k := 0; k < len(pairs); k += 2 {
-		if len(b) < len(pairs[k]) && strings.HasPrefix(pairs[k], string(b)) {
+// wordStart reports whether b is a proper prefix of one of the words
+// (the even elements of words).
+func wordStart(b []byte, words [][]byte) bool {
+	for k := 0; k < len(words); k += 2 {
+		if len(b) < len(words[k]) && bytes.HasPrefix(words[k], b) {
 			return true
 		}
 	}
