@@ -414,6 +414,11 @@ func (c Cache) Chown(uid, gid int) error {
 		return fmt.Errorf("hand over cache: %w", err)
 	}
 	defer root.close()
+	if d, err := c.openDir(false, "download"); err == nil {
+		d.close()
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("hand over cache: %w", err)
+	}
 	var first error
 	note := func(err error) {
 		if first == nil {

@@ -132,6 +132,12 @@ func storeImage(t testing.TB, c Cache, k Key, img testImage) *Entry {
 		t.Fatal(err)
 	}
 	defer unlock()
+	return storeLocked(t, c, k, img)
+}
+
+// storeLocked is storeImage with the lock already held.
+func storeLocked(t testing.TB, c Cache, k Key, img testImage) *Entry {
+	t.Helper()
 	st, err := c.Stage(k)
 	if err != nil {
 		t.Fatal(err)
