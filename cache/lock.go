@@ -43,7 +43,10 @@ var ErrLockTimeout = errors.New("timed out waiting for the lock")
 //
 // Where the store cannot be written (a read-only cache shared from a host, a
 // directory owned by another user) and no lock file exists, nobody can update
-// the entry through this store either, and Lock returns without locking.
+// the entry through this store either, and Lock returns without locking; so
+// it does where the lock file is another user's, whom this user cannot
+// keep from updating the entry anyway (Lookup and OpenRootfs then fail
+// cleanly if the entry changes under them).
 func (c Cache) Lock(ctx context.Context, k Key) (unlock func(), err error) {
 	parent, n, err := c.openParent(k, true)
 	if err != nil && readOnly(err) {
@@ -202,7 +205,9 @@ func openLockFile(parent storeDir, name string, t trust) (f *os.File, writable b
 		if err != nil && readOnly(err) {
 			// flock works on a descriptor opened for reading only.
 			fd, err = unix.Openat(parent.fd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-			if err == unix.ENOENT {
+			if err == unix.ENOENT || err == unix.EACCES {
+				// No lock file, or another user's (0600): this user
+				// cannot change the store, and only reads it.
 				return nil, false, nil
 			}
 		}

@@ -102,6 +102,26 @@ func TestCacheHelperProcess(t *testing.T) {
 			}
 			fmt.Fprintln(os.Stderr, "unreachable:", err)
 		}
+	case "lookup":
+		// Lock, look up and read the entry, as a run from a store this
+		// user may not change.
+		unlock, err := c.Lock(context.Background(), testKey)
+		if err != nil {
+			fail(err)
+		}
+		e, err := c.Lookup(testKey)
+		if err != nil || e == nil {
+			fail(fmt.Errorf("Lookup = %v, %v", e, err))
+		}
+		r, err := e.OpenRootfs()
+		if err != nil {
+			fail(err)
+		}
+		unlock()
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			fail(err)
+		}
+		fmt.Println("read build", e.BuildID)
 	case "flock":
 		// Hold a flock on the file args[1], opened for reading, say so
 		// in args[2], and wait to be killed.
@@ -522,5 +542,22 @@ func TestProcLocksHolder(t *testing.T) {
 	st.Ino = 5
 	if pid := procLocksHolder(table, st); pid != 0 {
 		t.Errorf("holder %d, want none", pid)
+	}
+}
+
+// TestForeignStore: a user who may read root's store but not open its
+// lock file (0600) still uses it, without a lock.
+func TestForeignStore(t *testing.T) {
+	needRoot(t)
+	root := filepath.Join(t.TempDir(), "cache")
+	os.Chmod(filepath.Dir(root), 0o755)
+	os.Chmod(filepath.Dir(filepath.Dir(root)), 0o755)
+	c := Cache{Root: root}
+	storeImage(t, c, testKey, newTestImage(t, "b1", 1000, nil))
+	cmd := nobodyCmd(t, "-test.run=^TestCacheHelperProcess$")
+	cmd.Env = append(cmd.Env, helperEnv+"=lookup", "HELPER_ARGS="+root)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "read build b1") {
+		t.Fatalf("as uid 65534: %v\n%s", err, out)
 	}
 }
