@@ -240,6 +240,12 @@ func NewRootfsStage(target string) (*RootfsStage, error) {
 		where = real
 	}
 	dir, lock, err := makePrivateDir(where, rootfsStagePrefix)
+	if err != nil && !inside && readOnly(err) {
+		// A standalone rootfs in a directory this user may not write
+		// to: the target itself is theirs.
+		inside = true
+		dir, lock, err = makePrivateDir(real, rootfsStagePrefix)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create rootfs stage: %w", spaceHint(err))
 	}
@@ -296,8 +302,11 @@ func needsInsideStage(target string) (bool, error) {
 // filled by moving entries in) rather than beside it.
 func (s *RootfsStage) Inside() bool { return s.inside }
 
-// Unpack unpacks archive into the stage, as the package's Unpack does,
-// keeping the archive's root entry for Install.
+// Unpack unpacks archive into the stage, as the package's Unpack does
+// (decoding blocks in parallel at random), keeping the archive's root
+// entry for Install. It does not verify archive: use it for a file the
+// caller has verified whole; a cached rootfs goes through
+// Entry.OpenRootfs and UnpackReader, which verify as they read.
 func (s *RootfsStage) Unpack(ctx context.Context, archive *os.File, o UnpackOptions) error {
 	o = s.prepare(o)
 	return Unpack(ctx, archive, s.Dir, o)

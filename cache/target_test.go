@@ -543,3 +543,32 @@ func TestWriteContainerFile(t *testing.T) {
 		t.Error("a path was accepted as a name")
 	}
 }
+
+// TestRootfsStageUnwritableParent: a standalone rootfs in a directory the
+// user may not write to gets its stage inside.
+func TestRootfsStageUnwritableParent(t *testing.T) {
+	if os.Geteuid() == 0 {
+		runAsNobody(t, "TestRootfsStageUnwritableParent")
+		return
+	}
+	target := newTarget(t)
+	os.Chmod(filepath.Dir(target), 0o555)
+	defer os.Chmod(filepath.Dir(target), 0o755)
+	s, err := NewRootfsStage(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Discard()
+	if !s.Inside() {
+		t.Fatalf("stage %s beside the target", s.Dir)
+	}
+	if err := s.UnpackReader(t.Context(), bytes.NewReader(xzCompress(t, newTar(t).file("a", 0o644, "a").bytes(), 0)), UnpackOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Install(); err != nil {
+		t.Fatal(err)
+	}
+	if names := dirNames(t, target); !reflect.DeepEqual(names, []string{"a"}) {
+		t.Errorf("target holds %v", names)
+	}
+}
