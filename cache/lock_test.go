@@ -2,9 +2,11 @@ package cache
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/lxc/lxc-download/compat"
 )
@@ -62,15 +66,15 @@ func TestCacheHelperProcess(t *testing.T) {
 	case "commit", "commit-loop":
 		// Store the images in args[1:], one after the other, forever in
 		// commit-loop mode; die by SIGKILL at step CRASH_AT of a commit.
+		c.hooks = &testHooks{noExchange: os.Getenv("NO_EXCHANGE") != ""}
 		if at := os.Getenv("CRASH_AT"); at != "" {
-			crashHook = func(step string) {
+			c.hooks.crash = func(step string) {
 				if step == at {
 					syscall.Kill(os.Getpid(), syscall.SIGKILL)
 					time.Sleep(time.Hour)
 				}
 			}
 		}
-		noExchange.Store(os.Getenv("NO_EXCHANGE") != "")
 		for i := 0; ; i++ {
 			src := args[1+i%(len(args)-1)]
 			if err := commitFrom(c, src); err != nil {
@@ -80,6 +84,56 @@ func TestCacheHelperProcess(t *testing.T) {
 				break
 			}
 		}
+	case "probe":
+		// Exit 3 if any of the paths can be opened (and, for a
+		// directory, listed), as the user this runs as.
+		for _, p := range args[1:] {
+			f, err := os.Open(p)
+			if err == nil {
+				_, err = f.Readdirnames(1)
+				if errors.Is(err, syscall.ENOTDIR) || err == io.EOF {
+					err = nil
+				}
+				f.Close()
+			}
+			if err == nil {
+				fmt.Fprintln(os.Stderr, "reachable:", p)
+				os.Exit(3)
+			}
+			fmt.Fprintln(os.Stderr, "unreachable:", err)
+		}
+	case "lookup":
+		// Lock, look up and read the entry, as a run from a store this
+		// user may not change.
+		unlock, err := c.Lock(context.Background(), testKey)
+		if err != nil {
+			fail(err)
+		}
+		e, err := c.Lookup(testKey)
+		if err != nil || e == nil {
+			fail(fmt.Errorf("Lookup = %v, %v", e, err))
+		}
+		r, err := e.OpenRootfs()
+		if err != nil {
+			fail(err)
+		}
+		unlock()
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			fail(err)
+		}
+		fmt.Println("read build", e.BuildID)
+	case "flock":
+		// Hold a flock on the file args[1], opened for reading, say so
+		// in args[2], and wait to be killed.
+		f, err := os.Open(args[1])
+		if err != nil {
+			fail(err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			fail(err)
+		}
+		fmt.Println("locked")
+		time.Sleep(time.Hour)
 	default:
 		fail(fmt.Errorf("unknown helper mode %q", mode))
 	}
@@ -112,7 +166,7 @@ func commitFrom(c Cache, src string) error {
 	if err != nil {
 		return err
 	}
-	_, err = st.Commit(string(build), compat.System)
+	_, err = st.CommitWith(string(build), compat.System, fakeTrust(string(build)))
 	return err
 }
 
@@ -275,7 +329,7 @@ func lookupOrStore(ctx context.Context, c Cache, src, build string) (e *Entry, d
 			return nil, true, err
 		}
 	}
-	e, err = st.Commit(build, compat.System)
+	e, err = st.CommitWith(build, compat.System, fakeTrust(build))
 	return e, true, err
 }
 
@@ -327,4 +381,183 @@ func TestLockErrors(t *testing.T) {
 		t.Fatalf("Lock with a free lock: %v", err)
 	}
 	unlock()
+}
+
+// TestLockFile: the lock file is 0600 (an older 0644 one is narrowed),
+// holds the holder's pid while held, and is emptied on unlock.
+func TestLockFile(t *testing.T) {
+	c := Cache{Root: t.TempDir()}
+	lock := filepath.Join(c.Root, "download/debian/bookworm/amd64/.default.lock")
+	unlock, err := c.Lock(t.Context(), testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := lstat(t, lock); st.Mode&0o7777 != 0o600 {
+		t.Errorf("lock file mode %o, want 0600", st.Mode&0o7777)
+	}
+	if b, _ := os.ReadFile(lock); string(b) != fmt.Sprintln(os.Getpid()) {
+		t.Errorf("lock file holds %q, want our pid", b)
+	}
+	unlock()
+	if b, _ := os.ReadFile(lock); len(b) != 0 {
+		t.Errorf("lock file holds %q after unlock", b)
+	}
+	os.Chmod(lock, 0o644)
+	unlock, err = c.Lock(t.Context(), testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if st := lstat(t, lock); st.Mode&0o7777 != 0o600 {
+		t.Errorf("an older lock file keeps mode %o", st.Mode&0o7777)
+	}
+	// A hard link to a file elsewhere is not a lock file to write to.
+	other := filepath.Join(c.Root, "other")
+	os.WriteFile(other, []byte("keep me"), 0o600)
+	os.Remove(lock)
+	os.Link(other, lock)
+	unlock, err = c.Lock(t.Context(), testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if b, _ := os.ReadFile(other); string(b) != "keep me" {
+		t.Errorf("a hard-linked file was written: %q", b)
+	}
+}
+
+// TestLockWait: waiting for another run says so once, after the notice
+// delay, naming the holder's pid, and gives up after LockTimeout.
+func TestLockWait(t *testing.T) {
+	root := t.TempDir()
+	ready := filepath.Join(root, "ready")
+	cmd := helperCmd(t, "hold", root, ready)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	for !exists(ready) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	var info bytes.Buffer
+	c := Cache{Root: root, Info: &info, LockTimeout: 400 * time.Millisecond, hooks: &testHooks{lockNotice: 100 * time.Millisecond}}
+	start := time.Now()
+	_, err := c.Lock(t.Context(), testKey)
+	if !errors.Is(err, ErrLockTimeout) || !strings.Contains(err.Error(), fmt.Sprintf("is locked by another lxc-download (pid %d) and was not released within 400ms", cmd.Process.Pid)) {
+		t.Fatalf("Lock = %v, want a timeout naming pid %d", err, cmd.Process.Pid)
+	}
+	if waited := time.Since(start); waited < 400*time.Millisecond {
+		t.Errorf("gave up after %v", waited)
+	}
+	want := fmt.Sprintf("waiting for another lxc-download, pid %d, which holds the lock on %s\n", cmd.Process.Pid, filepath.Join(root, "download/debian/bookworm/amd64/default"))
+	if info.String() != want {
+		t.Errorf("said %q, want %q", info.String(), want)
+	}
+	// Nothing is said when the wait is short.
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	info.Reset()
+	unlock, err := c.Lock(t.Context(), testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if info.Len() != 0 {
+		t.Errorf("said %q", &info)
+	}
+}
+
+// TestLockOtherUser: another user cannot open the lock file, so cannot
+// hold the lock; one who opened an older world-readable lock file before
+// it was narrowed can, but only until the timeout.
+func TestLockOtherUser(t *testing.T) {
+	needRoot(t)
+	root := t.TempDir()
+	os.Chmod(root, 0o755)
+	os.Chmod(filepath.Dir(root), 0o755)
+	c := Cache{Root: root, LockTimeout: 300 * time.Millisecond, hooks: &testHooks{lockNotice: 50 * time.Millisecond}}
+	unlock, err := c.Lock(t.Context(), testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	lock := filepath.Join(root, "download/debian/bookworm/amd64/.default.lock")
+	flock := func() (*exec.Cmd, *bufio.Reader) {
+		cmd := nobodyCmd(t, "-test.run=^TestCacheHelperProcess$")
+		cmd.Env = append(cmd.Env, helperEnv+"=flock", "HELPER_ARGS=-\x1f"+lock)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd, bufio.NewReader(out)
+	}
+	// As it is now (0600), another user cannot even open it.
+	cmd, out := flock()
+	if err := cmd.Wait(); err == nil {
+		line, _ := out.ReadString('\n')
+		t.Fatalf("another user could open the lock file: %q", line)
+	}
+	// An older version's 0644 lock file, opened by another user before
+	// this run narrows it: the wait ends, with a clear error.
+	os.Chmod(lock, 0o644)
+	cmd, out = flock()
+	defer cmd.Process.Kill()
+	if line, err := out.ReadString('\n'); line != "locked\n" {
+		t.Fatalf("helper: %q, %v", line, err)
+	}
+	var info bytes.Buffer
+	c.Info = &info
+	_, err = c.Lock(t.Context(), testKey)
+	if !errors.Is(err, ErrLockTimeout) || !strings.Contains(err.Error(), fmt.Sprintf("(pid %d)", cmd.Process.Pid)) {
+		t.Fatalf("Lock held by another user = %v, want a timeout naming pid %d", err, cmd.Process.Pid)
+	}
+	if !strings.HasPrefix(info.String(), fmt.Sprintf("waiting for another lxc-download, pid %d,", cmd.Process.Pid)) {
+		t.Errorf("said %q", &info)
+	}
+	if st := lstat(t, lock); st.Mode&0o7777 != 0o600 {
+		t.Errorf("lock file mode %o, want 0600", st.Mode&0o7777)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	unlock, err = c.Lock(t.Context(), testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+}
+
+func TestProcLocksHolder(t *testing.T) {
+	table := filepath.Join(t.TempDir(), "locks")
+	os.WriteFile(table, []byte(`1: POSIX  ADVISORY  WRITE 111 fd:01:1234 0 EOF
+2: FLOCK  ADVISORY  WRITE 222 fd:01:99 0 EOF
+2: -> FLOCK  ADVISORY  WRITE 333 fd:01:1234 0 EOF
+3: FLOCK  ADVISORY  WRITE 444 fd:01:1234 0 EOF
+`), 0o644)
+	st := unix.Stat_t{Dev: unix.Mkdev(0xfd, 1), Ino: 1234}
+	if pid := procLocksHolder(table, st); pid != 444 {
+		t.Errorf("holder %d, want 444", pid)
+	}
+	st.Ino = 5
+	if pid := procLocksHolder(table, st); pid != 0 {
+		t.Errorf("holder %d, want none", pid)
+	}
+}
+
+// TestForeignStore: a user who may read root's store but not open its
+// lock file (0600) still uses it, without a lock.
+func TestForeignStore(t *testing.T) {
+	needRoot(t)
+	root := filepath.Join(t.TempDir(), "cache")
+	os.Chmod(filepath.Dir(root), 0o755)
+	os.Chmod(filepath.Dir(filepath.Dir(root)), 0o755)
+	c := Cache{Root: root}
+	storeImage(t, c, testKey, newTestImage(t, "b1", 1000, nil))
+	cmd := nobodyCmd(t, "-test.run=^TestCacheHelperProcess$")
+	cmd.Env = append(cmd.Env, helperEnv+"=lookup", "HELPER_ARGS="+root)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "read build b1") {
+		t.Fatalf("as uid 65534: %v\n%s", err, out)
+	}
 }

@@ -1,14 +1,16 @@
 package cache
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -18,55 +20,111 @@ import (
 
 // Stage is a directory a new image is downloaded into before it becomes a
 // cache entry. The downloader writes rootfs.tar.xz and meta.tar.xz into Dir,
-// both verified; Commit then turns them into an entry.
+// both verified; CommitWith then turns them into an entry.
 type Stage struct {
-	// Dir is the staging directory. A stage of the cache is the same
-	// directory in every run for a key, and partial downloads
+	// Dir is the staging directory, mode 0700. A stage of the cache is
+	// the same directory in every run for a key, and partial downloads
 	// (NAME.partial and NAME.partial.info) left there by an interrupted run
 	// are kept, so the next run can resume them.
 	Dir string
 
-	p         paths // zero for a temporary stage
-	root      string
+	c         Cache
+	k         Key
 	temp      bool
+	lock      *os.File // a temporary stage's flock, which CleanStaleStages respects
 	committed bool
 }
 
 // Stage returns the staging directory of k in the store, on the same
 // filesystem as the entry so that Commit can rename into place. It keeps
-// resumable partial downloads and removes anything else a killed run left.
-// The caller holds the entry's lock until Commit or Abort.
+// resumable partial downloads and removes anything else a killed run left
+// (a symbolic link in its place included, without following it). The
+// caller holds the entry's lock until Commit or Abort.
 func (c Cache) Stage(k Key) (*Stage, error) {
-	p, err := c.paths(k)
+	parent, n, err := c.openParent(k, true)
 	if err != nil {
-		return nil, err
-	}
-	if err := settle(p); err != nil {
 		return nil, fmt.Errorf("prepare the cache: %w", spaceHint(err))
 	}
-	if err := os.MkdirAll(p.stage, 0o755); err != nil {
+	defer parent.close()
+	if err := c.settle(parent, n); err != nil {
+		return nil, fmt.Errorf("prepare the cache: %w", spaceHint(err))
+	}
+	sd, err := makeStageDir(parent, n.stage, c.trust())
+	if err != nil {
 		return nil, fmt.Errorf("create staging directory: %w", spaceHint(err))
 	}
-	s := &Stage{Dir: p.stage, p: p, root: c.Root}
-	if err := s.clean(); err != nil {
+	defer sd.close()
+	s := &Stage{Dir: sd.path, c: c, k: k}
+	if err := cleanStage(sd); err != nil {
 		return nil, fmt.Errorf("clean staging directory: %w", err)
 	}
 	return s, nil
 }
 
-// NewTempStage makes a stage outside the cache, in a new hidden directory
-// inside parent, for when the cache is not writable: the temporary files go
-// next to the container then, never to /tmp. Its Commit makes the entry in
-// place, and Cleanup removes it once it has been used.
+// makeStageDir opens the cache stage name in parent, making it, and makes
+// sure it is a directory of the running user with mode 0700: downloads in
+// it are not verified yet.
+func makeStageDir(parent storeDir, name string, t trust) (storeDir, error) {
+	sd, err := parent.sub(name, true, 0o700)
+	if errors.Is(err, ErrUntrusted) || errors.Is(err, unix.ENOTDIR) {
+		// Not a directory: nothing of ours to keep.
+		if rerr := removeAllAt(parent.fd, name); rerr != nil {
+			return sd, rerr
+		}
+		sd, err = parent.sub(name, true, 0o700)
+	}
+	if err != nil {
+		return sd, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(sd.fd, &st); err != nil {
+		sd.close()
+		return storeDir{fd: -1}, err
+	}
+	if st.Uid != uint32(os.Geteuid()) {
+		sd.close()
+		return storeDir{fd: -1}, &UntrustedError{Path: sd.path, Reason: fmt.Sprintf("is owned by uid %d, not by this user (uid %d)", st.Uid, os.Geteuid())}
+	}
+	if st.Mode&0o7777 != 0o700 {
+		if err := chmodHandle(sd.fd, 0o700); err != nil {
+			sd.close()
+			return storeDir{fd: -1}, &os.PathError{Op: "chmod", Path: sd.path, Err: err}
+		}
+	}
+	return sd, nil
+}
+
+// NewTempStage makes a stage outside the cache, in a new private (0700)
+// directory inside parent, for when the cache is not writable or not
+// trusted: the temporary files go next to the container then, never to
+// /tmp. Temporary stages that killed runs left in parent are removed first
+// (see CleanStaleStages). Its Commit makes the entry in place, and Cleanup
+// removes it once it has been used.
 func NewTempStage(parent string) (*Stage, error) {
 	if parent == "" {
 		return nil, errors.New("create temporary stage: no directory given")
 	}
-	dir, err := os.MkdirTemp(parent, ".lxc-download-")
+	if err := cleanStaleIn(parent, tempStagePrefix); err != nil {
+		return nil, fmt.Errorf("create temporary stage: %w", err)
+	}
+	dir, lock, err := makePrivateDir(parent, tempStagePrefix)
 	if err != nil {
 		return nil, fmt.Errorf("create temporary stage: %w", spaceHint(err))
 	}
-	return &Stage{Dir: dir, temp: true}, nil
+	return &Stage{Dir: dir, temp: true, lock: lock}, nil
+}
+
+// open opens the stage's directory, checked.
+func (s *Stage) open() (storeDir, error) {
+	if s.temp {
+		return openPrivateDir(s.Dir)
+	}
+	parent, n, err := s.c.openParent(s.k, false)
+	if err != nil {
+		return storeDir{fd: -1}, err
+	}
+	defer parent.close()
+	return makeStageDir(parent, n.stage, s.c.trust())
 }
 
 // Abort gives up the stage: it removes everything in it except resumable
@@ -75,12 +133,22 @@ func NewTempStage(parent string) (*Stage, error) {
 func (s *Stage) Abort() {
 	if s.temp {
 		if !s.committed {
-			os.RemoveAll(s.Dir)
+			s.Cleanup()
 		}
 		return
 	}
-	s.clean()
-	os.Remove(s.Dir) // only if nothing resumable is left
+	parent, n, err := s.c.openParent(s.k, false)
+	if err != nil {
+		return
+	}
+	defer parent.close()
+	sd, err := parent.sub(n.stage, false, 0)
+	if err != nil {
+		return
+	}
+	cleanStage(sd)
+	sd.close()
+	unix.Unlinkat(parent.fd, n.stage, unix.AT_REMOVEDIR) // only if nothing resumable is left
 }
 
 // Cleanup removes the stage and everything in it: partial downloads too
@@ -88,15 +156,34 @@ func (s *Stage) Abort() {
 // for a temporary stage the entry Commit made in it, once it has been used.
 // A committed entry of the cache is not in the stage and stays.
 func (s *Stage) Cleanup() {
-	os.RemoveAll(s.Dir)
+	if s.temp {
+		if pfd, err := openDirPath(filepath.Dir(s.Dir)); err == nil {
+			removeAllAt(pfd, filepath.Base(s.Dir))
+			unix.Close(pfd)
+		}
+		if s.lock != nil {
+			s.lock.Close()
+			s.lock = nil
+		}
+		return
+	}
+	parent, n, err := s.c.openParent(s.k, false)
+	if err != nil {
+		return
+	}
+	defer parent.close()
+	removeAllAt(parent.fd, n.stage)
 }
 
-// clean removes what is in the stage except partial downloads.
-func (s *Stage) clean() error {
-	des, err := os.ReadDir(s.Dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+// cleanStage removes what is in the stage except partial downloads.
+func cleanStage(sd storeDir) error {
+	fd, err := unix.Openat(sd.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: sd.path, Err: err}
 	}
+	d := os.NewFile(uintptr(fd), sd.path)
+	des, err := d.ReadDir(-1)
+	d.Close()
 	if err != nil {
 		return err
 	}
@@ -105,8 +192,8 @@ func (s *Stage) clean() error {
 		if resumable(de.Name()) && de.Type().IsRegular() {
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(s.Dir, de.Name())); err != nil && first == nil {
-			first = err
+		if err := removeAllAt(sd.fd, de.Name()); err != nil && first == nil {
+			first = fmt.Errorf("%s: %w", sd.join(de.Name()), err)
 		}
 	}
 	return first
@@ -116,38 +203,61 @@ func resumable(name string) bool {
 	return strings.HasSuffix(name, ".partial") || strings.HasSuffix(name, ".partial.info")
 }
 
-// Commit makes the staged rootfs.tar.xz and meta.tar.xz the entry for build,
-// and returns it. The meta tarball must hold a config relevant to mode. A
-// stage of the cache replaces the entry atomically: the new entry is written
-// and synced beside the old one, swapped in with one rename (RENAME_EXCHANGE,
-// or two renames that Lookup completes if a run dies between them), and the
-// old one removed; whatever happens, the old entry or the new one is there
-// complete, and on failure the old one is untouched.
+// Commit is CommitWith without trust material: the entry is recorded as
+// not verified.
+//
+// Deprecated: a caller that verified the image passes what it verified it
+// with to CommitWith, so that every later use can verify it again.
 func (s *Stage) Commit(build string, mode compat.Mode) (*Entry, error) {
+	return s.CommitWith(build, mode, Trust{})
+}
+
+// CommitWith makes the staged rootfs.tar.xz and meta.tar.xz the entry for
+// build, recording t, what the caller verified them with, and returns it.
+// The meta tarball must hold a config relevant to mode. A stage of the
+// cache replaces the entry atomically: the new entry is written and synced
+// beside the old one, swapped in with one rename (RENAME_EXCHANGE, or two
+// renames that Lookup completes if a run dies between them), and the old
+// one removed; whatever happens, the old entry or the new one is there
+// complete, and on failure the old one is untouched.
+func (s *Stage) CommitWith(build string, mode compat.Mode, t Trust) (*Entry, error) {
 	if s.committed {
 		return nil, errors.New("store image: stage already committed")
 	}
 	if build == "" || strings.ContainsAny(build, "\n\x00") {
 		return nil, fmt.Errorf("store image: invalid build id %q", build)
 	}
-	files, err := readMeta(filepath.Join(s.Dir, metaName), mode)
+	if err := t.check(); err != nil {
+		return nil, fmt.Errorf("store image: %w", err)
+	}
+	sd, err := s.open()
+	if err != nil {
+		return nil, fmt.Errorf("store image: %w", err)
+	}
+	defer sd.close()
+	meta, files, err := readMeta(sd, mode)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRootfs(filepath.Join(s.Dir, rootfsName)); err != nil {
+	if err := checkRootfs(sd); err != nil {
 		return nil, err
 	}
+	metaSum := sha256.Sum256(meta)
+	rec := record{Format: recordFormat, Build: build, Trust: t,
+		Meta: fileSum{Size: int64(len(meta)), SHA256: hex.EncodeToString(metaSum[:])}}
 	var e *Entry
-	if s.temp {
-		e, err = s.commitInPlace(build, files)
-	} else {
-		e, err = s.commitToCache(build, files)
+	if rec.Rootfs, err = sumAndSync(sd, rootfsName); err == nil {
+		if s.temp {
+			e, err = s.commitInPlace(sd, rec, files)
+		} else {
+			e, err = s.commitToCache(sd, rec, meta, files)
+		}
 	}
 	if err != nil {
 		if s.temp {
 			return nil, fmt.Errorf("store image in %s: %w", s.Dir, spaceHint(err))
 		}
-		return nil, fmt.Errorf("store image in the cache %s (the cached copy is unchanged): %w", s.root, spaceHint(err))
+		return nil, fmt.Errorf("store image in the cache %s (the cached copy is unchanged): %w", s.c.Root, spaceHint(err))
 	}
 	s.committed = true
 	return e, nil
@@ -157,245 +267,229 @@ func (s *Stage) Commit(build string, mode compat.Mode) (*Entry, error) {
 // entry for mode: a relevant config (else compat.ErrNoConfig, the shell
 // template's message, unwrapped), a well-formed expiry, and no file under a
 // name the cache keeps for itself.
-func readMeta(path string, mode compat.Mode) (compat.MetaFiles, error) {
-	f, err := os.Open(path)
+func readMeta(sd storeDir, mode compat.Mode) ([]byte, compat.MetaFiles, error) {
+	b, _, err := readAllAt(sd.fd, metaName, compat.MaxMetaCompressed)
 	if err != nil {
-		return nil, fmt.Errorf("read meta tarball: %w", err)
+		return nil, nil, fmt.Errorf("read meta tarball: %s: %w", sd.join(metaName), err)
 	}
-	defer f.Close()
-	files, err := compat.ReadMetaTarball(f)
+	files, err := compat.ReadMetaTarball(bytes.NewReader(b))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := files.Check(mode); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for name := range files {
 		switch {
 		case name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00"):
 			// compat refuses these already; the paths below rely on it.
-			return nil, fmt.Errorf("meta tarball: invalid file name %q", name)
+			return nil, nil, fmt.Errorf("meta tarball: invalid file name %q", name)
 		case name == rootfsName || name == metaName || name == buildIDName || name == recordName || resumable(name):
-			return nil, fmt.Errorf("meta tarball: it has a file named %s, which the cache keeps for itself", name)
+			return nil, nil, fmt.Errorf("meta tarball: it has a file named %s, which the cache keeps for itself", name)
 		}
 	}
-	return files, nil
+	return b, files, nil
 }
 
 // checkRootfs refuses a rootfs tarball that is not a complete xz file (a
 // signed but truncated or mislabelled upload), so that it never replaces a
 // good cached copy. Only the xz container is checked, from its index at the
 // end, not the data: a full decode costs as much as the unpack that follows.
-func checkRootfs(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("read rootfs tarball: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("read rootfs tarball: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
+func checkRootfs(sd storeDir) error {
+	path := sd.join(rootfsName)
+	f, st, err := openFileAt(sd.fd, rootfsName)
+	if err == errNotRegular || err == unix.ELOOP {
 		return fmt.Errorf("rootfs tarball %s is not a regular file", path)
 	}
+	if err != nil {
+		return fmt.Errorf("read rootfs tarball: %w", &os.PathError{Op: "open", Path: path, Err: err})
+	}
+	defer f.Close()
 	// The container's structure (index, footers, block headers) only:
 	// decoding starts with the unpack.
-	if _, err := xzpar.Stat(f, fi.Size()); err != nil {
+	if _, err := xzpar.Stat(f, st.Size); err != nil {
 		return fmt.Errorf("rootfs tarball: %w", err)
 	}
 	return nil
 }
 
-// writeMeta writes the meta files and build_id into dir, each synced.
-func writeMeta(dir, build string, files compat.MetaFiles) error {
+// writeMeta writes the meta files and build_id into d, each synced.
+func writeMeta(d storeDir, build string, files compat.MetaFiles) error {
 	names := make([]string, 0, len(files))
 	for name := range files {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if err := writeFileSync(filepath.Join(dir, name), files[name]); err != nil {
+		if err := writeFileAt(d.fd, name, files[name], 0o644); err != nil {
 			return err
 		}
 	}
-	return writeFileSync(filepath.Join(dir, buildIDName), []byte(build+"\n"))
+	return writeFileAt(d.fd, buildIDName, []byte(build+"\n"), 0o644)
 }
 
-func (s *Stage) commitInPlace(build string, files compat.MetaFiles) (*Entry, error) {
-	fi, err := os.Stat(filepath.Join(s.Dir, rootfsName))
-	if err != nil {
+func (s *Stage) commitInPlace(sd storeDir, rec record, files compat.MetaFiles) (*Entry, error) {
+	if err := writeMeta(sd, rec.Build, files); err != nil {
 		return nil, err
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", filepath.Join(s.Dir, rootfsName))
-	}
-	if err := writeMeta(s.Dir, build, files); err != nil {
+	if err := writeFileAt(sd.fd, recordName, rec.marshal(), 0o644); err != nil {
 		return nil, err
 	}
-	e, why, err := openEntry(s.Dir)
+	e, why, err := readEntry(sd, trust{owners: []int{os.Geteuid()}})
 	if err != nil {
 		return nil, err
 	}
 	if why != "" {
 		return nil, errors.New(why)
 	}
+	dir := s.Dir
+	e.open = func() (storeDir, error) { return openPrivateDir(dir) }
 	return e, nil
 }
 
-// crashHook, when set (by this package's tests only), is called at each step
-// of a commit to the cache; a test kills its process there.
-var crashHook func(step string)
-
-func step(name string) {
-	if crashHook != nil {
-		crashHook(name)
-	}
-}
-
-func (s *Stage) commitToCache(build string, files compat.MetaFiles) (*Entry, error) {
-	p := s.p
-	staged := filepath.Join(s.Dir, rootfsName)
-	rec := record{Format: recordFormat, Build: build}
-	if err := sumAndSync(staged, &rec); err != nil {
+func (s *Stage) commitToCache(sd storeDir, rec record, meta []byte, files compat.MetaFiles) (*Entry, error) {
+	c := s.c
+	parent, n, err := c.openParent(s.k, false)
+	if err != nil {
 		return nil, err
 	}
-	if err := settle(p); err != nil {
+	defer parent.close()
+	if err := c.settle(parent, n); err != nil {
 		return nil, err
 	}
-	if err := os.Mkdir(p.tmp, 0o755); err != nil {
+	tmp, err := parent.sub(n.tmp, true, 0o755)
+	if err != nil {
 		return nil, err
 	}
+	defer tmp.close()
+	staged := false // rootfs.tar.xz is in tmp
 	fail := func(err error) (*Entry, error) {
-		os.RemoveAll(p.tmp)
+		if staged {
+			unix.Renameat(tmp.fd, rootfsName, sd.fd, rootfsName)
+		}
+		removeAllAt(parent.fd, n.tmp)
 		return nil, err
 	}
-	if err := writeMeta(p.tmp, build, files); err != nil {
+	if err := writeMeta(tmp, rec.Build, files); err != nil {
 		return fail(err)
 	}
-	if err := writeFileSync(filepath.Join(p.tmp, recordName), rec.marshal()); err != nil {
+	if err := writeFileAt(tmp.fd, metaName, meta, 0o644); err != nil {
 		return fail(err)
 	}
-	if err := os.Rename(staged, filepath.Join(p.tmp, rootfsName)); err != nil {
+	if err := writeFileAt(tmp.fd, recordName, rec.marshal(), 0o644); err != nil {
 		return fail(err)
 	}
-	if err := syncDir(p.tmp); err != nil {
-		os.Rename(filepath.Join(p.tmp, rootfsName), staged)
-		return fail(err)
+	if err := unix.Renameat(sd.fd, rootfsName, tmp.fd, rootfsName); err != nil {
+		return fail(&os.LinkError{Op: "rename", Old: sd.join(rootfsName), New: tmp.join(rootfsName), Err: err})
 	}
-	step("built")
+	staged = true
+	if err := syncDirFd(tmp.fd); err != nil {
+		return fail(fmt.Errorf("sync %s: %w", tmp.path, err))
+	}
+	c.step("built")
 	// Only a complete, synced entry is ever named .new: settle relies on it.
-	if err := os.Rename(p.tmp, p.next); err != nil {
-		return fail(err)
+	if err := unix.Renameat(parent.fd, n.tmp, parent.fd, n.next); err != nil {
+		return fail(&os.LinkError{Op: "rename", Old: tmp.path, New: parent.join(n.next), Err: err})
 	}
-	if err := syncDir(p.parent); err != nil {
-		discard(p.next, p.old)
+	if err := syncDirFd(parent.fd); err != nil {
+		discard(parent, n.next, n.old)
+		return nil, fmt.Errorf("sync %s: %w", parent.path, err)
+	}
+	c.step("ready")
+	if err := c.swap(parent, n); err != nil {
 		return nil, err
 	}
-	step("ready")
-	if err := swap(p); err != nil {
+	ed, err := parent.sub(n.entry, false, 0)
+	if err != nil {
 		return nil, err
 	}
-	e, why, err := openEntry(p.entry)
+	defer ed.close()
+	e, why, err := readEntry(ed, c.trust())
 	if err != nil {
 		return nil, err
 	}
 	if why != "" {
-		return nil, fmt.Errorf("the stored entry %s is unusable: %s", p.entry, why)
+		return nil, fmt.Errorf("the stored entry %s is unusable: %s", ed.path, why)
+	}
+	k := s.k
+	e.open = func() (storeDir, error) {
+		parent, n, err := c.openParent(k, false)
+		if err != nil {
+			return storeDir{fd: -1}, err
+		}
+		defer parent.close()
+		return parent.sub(n.entry, false, 0)
 	}
 	return e, nil
 }
 
-// noExchange is set once renameat2(RENAME_EXCHANGE) is known not to work
-// here; tests set it to exercise the two-rename swap.
-var noExchange atomic.Bool
-
-// swap puts the complete entry p.next in place of p.entry and removes the
+// swap puts the complete entry .new in place of the entry and removes the
 // old one.
-func swap(p paths) error {
-	if !exists(p.entry) {
-		if err := os.Rename(p.next, p.entry); err != nil {
-			discard(p.next, p.old)
-			return err
+func (c Cache) swap(parent storeDir, n names) error {
+	rename := func(from, to string) error {
+		if err := unix.Renameat(parent.fd, from, parent.fd, to); err != nil {
+			return &os.LinkError{Op: "rename", Old: parent.join(from), New: parent.join(to), Err: err}
 		}
-		syncDir(p.parent)
 		return nil
 	}
-	if !noExchange.Load() {
-		err := unix.Renameat2(unix.AT_FDCWD, p.next, unix.AT_FDCWD, p.entry, unix.RENAME_EXCHANGE)
+	if !existsAt(parent.fd, n.entry) {
+		if err := rename(n.next, n.entry); err != nil {
+			discard(parent, n.next, n.old)
+			return err
+		}
+		syncDirFd(parent.fd)
+		return nil
+	}
+	if c.hooks == nil || !c.hooks.noExchange {
+		err := unix.Renameat2(parent.fd, n.next, parent.fd, n.entry, unix.RENAME_EXCHANGE)
 		if err == nil {
-			step("exchanged")
-			syncDir(p.parent)
-			// p.next now holds the old entry.
-			discard(p.next, p.old)
+			c.step("exchanged")
+			syncDirFd(parent.fd)
+			// .new now holds the old entry.
+			discard(parent, n.next, n.old)
 			return nil
 		}
-		if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.ENOTSUP) {
-			discard(p.next, p.old)
+		if err != unix.EINVAL && err != unix.ENOSYS && err != unix.ENOTSUP {
+			discard(parent, n.next, n.old)
 			return fmt.Errorf("swap in the new entry: %w", err)
 		}
-		noExchange.Store(true)
 	}
 	// Two renames; a run killed between them leaves the entry missing and
 	// .new complete, which settle promotes.
-	os.RemoveAll(p.old)
-	if err := os.Rename(p.entry, p.old); err != nil {
-		discard(p.next, p.old)
+	removeAllAt(parent.fd, n.old)
+	if err := rename(n.entry, n.old); err != nil {
+		discard(parent, n.next, n.old)
 		return fmt.Errorf("move the old entry aside: %w", err)
 	}
-	step("aside")
-	if err := os.Rename(p.next, p.entry); err != nil {
-		os.Rename(p.old, p.entry)
-		discard(p.next, p.old)
+	c.step("aside")
+	if err := rename(n.next, n.entry); err != nil {
+		rename(n.old, n.entry)
+		discard(parent, n.next, n.old)
 		return fmt.Errorf("swap in the new entry: %w", err)
 	}
-	step("swapped")
-	syncDir(p.parent)
-	os.RemoveAll(p.old)
+	c.step("swapped")
+	syncDirFd(parent.fd)
+	removeAllAt(parent.fd, n.old)
 	return nil
 }
 
-// sumAndSync records the size and SHA256 of the staged rootfs and makes its
-// content durable before it is renamed into an entry.
-func sumAndSync(path string, rec *record) error {
-	f, err := os.Open(path)
+// sumAndSync returns the size and SHA256 of the staged file name and makes
+// its content durable before it is renamed into an entry.
+func sumAndSync(sd storeDir, name string) (fileSum, error) {
+	path := sd.join(name)
+	f, st, err := openFileAt(sd.fd, name)
 	if err != nil {
-		return err
+		return fileSum{}, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", path)
-	}
-	sum, err := hashFile(f)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fileSum{}, fmt.Errorf("read %s: %w", path, err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", path, err)
+		return fileSum{}, fmt.Errorf("sync %s: %w", path, err)
 	}
-	rec.Rootfs.Size, rec.Rootfs.SHA256 = fi.Size(), sum
-	return nil
-}
-
-// writeFileSync creates path with data and syncs it.
-func writeFileSync(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	return f.Close()
+	return fileSum{Size: st.Size, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 // spaceHint makes a full disk or quota explicit in an error.

@@ -23,8 +23,7 @@ import (
 func TestCommitReplaces(t *testing.T) {
 	for _, fallback := range []bool{false, true} {
 		t.Run(fmt.Sprintf("two-step=%v", fallback), func(t *testing.T) {
-			setNoExchange(t, fallback)
-			c := Cache{Root: t.TempDir()}
+			c := Cache{Root: t.TempDir(), hooks: &testHooks{noExchange: fallback}}
 			a := newTestImage(t, "a", 2000, map[string]string{"fstab": "a fstab\n", "create-message": "from a\n"})
 			b := newTestImage(t, "b", 3000, nil)
 			checkEntry(t, storeImage(t, c, testKey, a), a)
@@ -41,12 +40,6 @@ func TestCommitReplaces(t *testing.T) {
 			}
 		})
 	}
-}
-
-func setNoExchange(t *testing.T, v bool) {
-	old := noExchange.Load()
-	noExchange.Store(v)
-	t.Cleanup(func() { noExchange.Store(old) })
 }
 
 // TestCommitRefuses: a stage that cannot make an entry leaves the old one
@@ -68,7 +61,7 @@ func TestCommitRefuses(t *testing.T) {
 		{"no meta", compat.System, "b", func(t *testing.T, dir string) {
 			newTestImage(t, "b", 10, nil).writeTo(t, dir)
 			os.Remove(filepath.Join(dir, "meta.tar.xz"))
-		}, "read meta tarball: open"},
+		}, "read meta tarball: "},
 		{"meta not xz", compat.System, "b", func(t *testing.T, dir string) {
 			newTestImage(t, "b", 10, nil).writeTo(t, dir)
 			os.WriteFile(filepath.Join(dir, "meta.tar.xz"), []byte("not xz"), 0o644)
@@ -117,7 +110,7 @@ func TestCommitRefuses(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.setup(t, st.Dir)
-			e, err := st.Commit(tc.build, tc.mode)
+			e, err := st.CommitWith(tc.build, tc.mode, fakeTrust(tc.build))
 			st.Abort()
 			if tc.name == "meta not xz" {
 				// compat's message; any error will do.
@@ -158,10 +151,10 @@ func TestCommitTwice(t *testing.T) {
 	st, _ := c.Stage(testKey)
 	img := newTestImage(t, "a", 10, nil)
 	img.writeTo(t, st.Dir)
-	if _, err := st.Commit("a", compat.System); err != nil {
+	if _, err := st.CommitWith("a", compat.System, fakeTrust("a")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Commit("a", compat.System); err == nil {
+	if _, err := st.CommitWith("a", compat.System, fakeTrust("a")); err == nil {
 		t.Error("second Commit of a stage succeeded")
 	}
 }
@@ -233,7 +226,7 @@ func TestTempStage(t *testing.T) {
 	}
 	img := newTestImage(t, "t1", 500, nil)
 	img.writeTo(t, st.Dir)
-	e, err := st.Commit(img.build, compat.System)
+	e, err := st.CommitWith(img.build, compat.System, img.trust())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +253,7 @@ func TestTempStage(t *testing.T) {
 	st, _ = NewTempStage(container)
 	newTestImage(t, "t2", 10, nil).writeTo(t, st.Dir)
 	os.Remove(filepath.Join(st.Dir, "rootfs.tar.xz"))
-	if _, err := st.Commit("t2", compat.System); err == nil || !strings.Contains(err.Error(), "rootfs.tar.xz: no such file") {
+	if _, err := st.CommitWith("t2", compat.System, fakeTrust("t2")); err == nil || !strings.Contains(err.Error(), "rootfs.tar.xz: no such file") {
 		t.Errorf("Commit without rootfs = %v", err)
 	}
 	st.Abort()
@@ -268,7 +261,7 @@ func TestTempStage(t *testing.T) {
 	st, _ = NewTempStage(container)
 	defer st.Cleanup()
 	newTestImage(t, "t2", 10, map[string]string{"config": ""}).writeTo(t, st.Dir)
-	if _, err := st.Commit("t2", compat.System); err == nil || err.Error() != "meta tarball is missing the configuration file" {
+	if _, err := st.CommitWith("t2", compat.System, fakeTrust("t2")); err == nil || err.Error() != "meta tarball is missing the configuration file" {
 		t.Errorf("Commit = %v", err)
 	}
 }
@@ -407,7 +400,8 @@ func mountTmpfs(t *testing.T, options string) string {
 		t.Skip("mounting a small tmpfs needs root")
 	}
 	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, options); err != nil {
+	// A tmpfs's root is 1777 by default, which no trusted cache is.
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "mode=0755,"+options); err != nil {
 		t.Skipf("cannot mount a tmpfs here: %v", err)
 	}
 	t.Cleanup(func() {
@@ -423,9 +417,8 @@ func mountTmpfs(t *testing.T, options string) string {
 func TestDiskFull(t *testing.T) {
 	for _, fallback := range []bool{false, true} {
 		t.Run(fmt.Sprintf("two-step=%v", fallback), func(t *testing.T) {
-			setNoExchange(t, fallback)
 			root := mountTmpfs(t, "size=1m")
-			c := Cache{Root: root}
+			c := Cache{Root: root, hooks: &testHooks{noExchange: fallback}}
 			a := newTestImage(t, "a", 50<<10, nil)
 			storeImage(t, c, testKey, a)
 			// A rootfs that fits, and a meta file that does not fit beside
@@ -436,7 +429,7 @@ func TestDiskFull(t *testing.T) {
 				t.Fatal(err)
 			}
 			b.writeTo(t, st.Dir)
-			_, err = st.Commit(b.build, compat.System)
+			_, err = st.CommitWith(b.build, compat.System, b.trust())
 			if err == nil {
 				t.Fatal("Commit on a full disk succeeded")
 			}
@@ -607,7 +600,7 @@ func TestReadOnlyCache(t *testing.T) {
 	}
 	b := newTestImage(t, "b", 1000, nil)
 	b.writeTo(t, st.Dir)
-	eb, err := st.Commit("b", compat.System)
+	eb, err := st.CommitWith("b", compat.System, fakeTrust("b"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -637,6 +630,23 @@ func TestReadOnlyCacheAsNobody(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("not root: TestReadOnlyCache already runs unprivileged")
 	}
+	runAsNobody(t, "TestReadOnlyCache")
+}
+
+// runAsNobody runs the test named test again, in a copy of this test
+// binary, as uid and gid 65534, and fails unless it passes there.
+func runAsNobody(t *testing.T, test string) {
+	t.Helper()
+	out, err := nobodyCmd(t, "-test.run=^"+test+"$", "-test.v").CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("--- PASS: "+test)) {
+		t.Fatalf("%s as uid 65534: %v\n%s", test, err, out)
+	}
+}
+
+// nobodyCmd runs a copy of this test binary with args as uid and gid
+// 65534, with a temporary directory of its own.
+func nobodyCmd(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
 	dir := t.TempDir()
 	for _, d := range []string{dir, filepath.Dir(dir)} {
 		os.Chmod(d, 0o755)
@@ -648,13 +658,10 @@ func TestReadOnlyCacheAsNobody(t *testing.T) {
 	tmp := filepath.Join(dir, "tmp")
 	os.Mkdir(tmp, 0o777)
 	os.Chmod(tmp, 0o777|os.ModeSticky)
-	cmd := exec.Command(bin, "-test.run=^TestReadOnlyCache$", "-test.v")
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.CombinedOutput()
-	if err != nil || !bytes.Contains(out, []byte("--- PASS: TestReadOnlyCache")) {
-		t.Fatalf("as nobody: %v\n%s", err, out)
-	}
+	return cmd
 }
 
 func copyTestBinary(from, to string) error {

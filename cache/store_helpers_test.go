@@ -132,17 +132,42 @@ func storeImage(t testing.TB, c Cache, k Key, img testImage) *Entry {
 		t.Fatal(err)
 	}
 	defer unlock()
+	return storeLocked(t, c, k, img)
+}
+
+// storeLocked is storeImage with the lock already held.
+func storeLocked(t testing.TB, c Cache, k Key, img testImage) *Entry {
+	t.Helper()
 	st, err := c.Stage(k)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Abort()
 	img.writeTo(t, st.Dir)
-	e, err := st.Commit(img.build, compat.System)
+	e, err := st.CommitWith(img.build, compat.System, img.trust())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// trust is what a downloader would pass to CommitWith: the cache does not
+// check signatures, so any bytes do.
+func (img testImage) trust() Trust {
+	t := fakeTrust(img.build)
+	t.SHA256SUMS = []byte(img.sum() + "  rootfs.tar.xz\n")
+	return t
+}
+
+// fakeTrust is trust material for build that no one could verify, which
+// the cache does not try to.
+func fakeTrust(build string) Trust {
+	return Trust{
+		Verified:      true,
+		Keys:          []string{"602F567663E593BCBD14F338C638974D64792D67"},
+		SHA256SUMS:    []byte("0000  rootfs.tar.xz\n"),
+		SHA256SUMSSig: []byte("-----BEGIN PGP SIGNATURE-----\n" + build + "\n-----END PGP SIGNATURE-----\n"),
+	}
 }
 
 // checkEntry fails unless e is a complete, intact copy of img.
@@ -160,6 +185,26 @@ func checkEntry(t testing.TB, e *Entry, img testImage) {
 	}
 	if !bytes.Equal(b, img.rootfs) {
 		t.Fatalf("entry's rootfs.tar.xz differs from build %s's", img.build)
+	}
+	r, err := e.OpenRootfs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err = io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(b, img.rootfs) {
+		t.Fatalf("OpenRootfs of build %s: %d bytes, %v", img.build, len(b), err)
+	}
+	if !bytes.Equal(e.MetaTarball(), img.meta) {
+		t.Fatalf("entry's meta.tar.xz differs from build %s's", img.build)
+	}
+	if b, err := os.ReadFile(filepath.Join(e.Dir, "meta.tar.xz")); err != nil || !bytes.Equal(b, img.meta) {
+		t.Fatalf("entry keeps no meta.tar.xz of build %s: %v", img.build, err)
+	}
+	for n, want := range img.files {
+		if got := e.MetaFiles()[n]; string(got) != want {
+			t.Fatalf("MetaFiles()[%s] = %q, want %q", n, got, want)
+		}
 	}
 	for n, want := range img.files {
 		got, err := os.ReadFile(filepath.Join(e.Dir, n))
@@ -187,4 +232,10 @@ func dirNames(t testing.TB, dir string) []string {
 		names = append(names, de.Name())
 	}
 	return names
+}
+
+// exists reports whether path exists, as anything.
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }

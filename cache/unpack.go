@@ -38,6 +38,10 @@ type UnpackOptions struct {
 	// compressed bytes consumed so far and the archive's size (-1 when
 	// unknown, as for UnpackReader). Calls never overlap.
 	Progress func(done, total int64)
+
+	// rootEntry, when set (by RootfsStage), takes the archive's root
+	// entry instead of the rootfs directory.
+	rootEntry *rootEntry
 }
 
 // Limits bound what an untrusted archive can make the extractor do. Going

@@ -315,7 +315,14 @@ func (e *extractor) needChmod(mode uint32) bool {
 // keeps an existing one; its owner, mode and times are set at the end, so a
 // read-only directory still gets its content and its mtime stays.
 func (e *extractor) dir(hdr *tar.Header, rel string, xattrs []xattr) error {
-	e.deferDir(dirAttrs{rel: rel, mode: tarMode(hdr), uid: hdr.Uid, gid: hdr.Gid, times: tarTimes(hdr), xattrs: xattrs})
+	d := dirAttrs{rel: rel, mode: tarMode(hdr), uid: hdr.Uid, gid: hdr.Gid, times: tarTimes(hdr), xattrs: xattrs}
+	if rel == "." && e.o.rootEntry != nil {
+		// A RootfsStage applies it when it installs: its mode would
+		// make the stage reachable now.
+		*e.o.rootEntry = rootEntry{set: true, attrs: d}
+		return nil
+	}
+	e.deferDir(d)
 	if rel == "." {
 		return nil
 	}
@@ -390,6 +397,12 @@ func (e *extractor) finishDir(d dirAttrs) error {
 		return fmt.Errorf("open directory: %w", err)
 	}
 	defer unix.Close(fd)
+	return e.applyDirAttrs(fd, d)
+}
+
+// applyDirAttrs gives the open directory fd the owner, extended
+// attributes, mode and times d asks for.
+func (e *extractor) applyDirAttrs(fd int, d dirAttrs) error {
 	if _, err := e.chown(d.rel, d.uid, d.gid, func() error { return unix.Fchown(fd, d.uid, d.gid) }); err != nil {
 		return err
 	}

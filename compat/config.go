@@ -2,6 +2,7 @@ package compat
 
 import (
 	"bytes"
+	"io"
 	"strings"
 )
 
@@ -146,12 +147,122 @@ func (v Vars) Substitute(data []byte) []byte {
 	if !bytes.Contains(data, []byte("LXC_")) {
 		return data
 	}
-	r := strings.NewReplacer(
+	r := strings.NewReplacer(v.pairs()...)
+	return []byte(r.Replace(string(data)))
+}
+
+// pairs are the words and their values, for strings.NewReplacer. All
+// words start with "LXC_" and none is a prefix of another, so at most one
+// matches at a position (SubstituteStream relies on both).
+func (v Vars) pairs() []string {
+	return []string{
 		"LXC_NAME", v.Name,
 		"LXC_PATH", v.Path,
 		"LXC_ROOTFS", v.Rootfs,
 		"LXC_TEMPLATE_CONFIG", v.TemplateConfig,
 		"LXC_HOOK_DIR", v.HookDir,
-	)
-	return []byte(r.Replace(string(data)))
+	}
+}
+
+// substituteBuffer is how much SubstituteStream reads, and writes, at a
+// time.
+const substituteBuffer = 64 << 10
+
+// SubstituteStream is Substitute for a stream: it copies r to w with the
+// words replaced, exactly as Substitute would on the whole content, but
+// holds only a buffer of 64 KiB each way, plus the start of a word that the
+// buffer's end cuts (carried over to the next read), whatever the size of
+// the input.
+func (v Vars) SubstituteStream(w io.Writer, r io.Reader) error {
+	pairs := v.pairs()
+	words := make([][]byte, len(pairs))
+	longest := 0
+	for i, p := range pairs {
+		words[i] = []byte(p)
+		if i%2 == 0 {
+			longest = max(longest, len(p))
+		}
+	}
+	in := make([]byte, substituteBuffer+longest)
+	out := make([]byte, 0, 2*substituteBuffer)
+	put := func(b []byte) error {
+		if len(out)+len(b) > cap(out) {
+			if _, err := w.Write(out); err != nil {
+				return err
+			}
+			out = out[:0]
+			if len(b) > cap(out) {
+				_, err := w.Write(b)
+				return err
+			}
+		}
+		out = append(out, b...)
+		return nil
+	}
+	have := 0 // bytes in in: a carried word start, then what was read
+	for {
+		n, rerr := io.ReadFull(r, in[have:have+substituteBuffer])
+		have += n
+		eof := rerr == io.EOF || rerr == io.ErrUnexpectedEOF
+		if rerr != nil && !eof {
+			return rerr
+		}
+		data := in[:have]
+		done := 0 // bytes of data written or replaced
+		for pos := 0; ; {
+			i := bytes.Index(data[pos:], words[0][:4]) // "LXC_"
+			if i < 0 {
+				break
+			}
+			i += pos
+			pos = i + 1
+			for k := 0; k < len(words); k += 2 {
+				if bytes.HasPrefix(data[i:], words[k]) {
+					if err := put(data[done:i]); err != nil {
+						return err
+					}
+					if err := put(words[k+1]); err != nil {
+						return err
+					}
+					done = i + len(words[k])
+					pos = done
+					break
+				}
+			}
+		}
+		// A word may start near the end and go on in the next read: the
+		// earliest position from which the rest is the start of a word
+		// is kept for then.
+		keep := have
+		if !eof {
+			for p := max(done, have-longest+1); p < have; p++ {
+				if wordStart(data[p:], words) {
+					keep = p
+					break
+				}
+			}
+		}
+		if err := put(data[done:keep]); err != nil {
+			return err
+		}
+		if eof {
+			if len(out) > 0 {
+				_, err := w.Write(out)
+				return err
+			}
+			return nil
+		}
+		have = copy(in, data[keep:])
+	}
+}
+
+// wordStart reports whether b is a proper prefix of one of the words
+// (the even elements of words).
+func wordStart(b []byte, words [][]byte) bool {
+	for k := 0; k < len(words); k += 2 {
+		if len(b) < len(words[k]) && bytes.HasPrefix(words[k], b) {
+			return true
+		}
+	}
+	return false
 }
