@@ -41,6 +41,19 @@ type Image struct {
 	// Verified is set when the files were checked against the keyring
 	// (Options.Validate).
 	Verified bool
+	// Evidence is what they were verified with, to keep beside a cached
+	// copy so that it can be checked again on every use (Recheck).
+	Evidence Evidence
+}
+
+// Evidence is the signed material an image's files were verified with:
+// the image directory's SHA256SUMS with its signature, where the server
+// publishes them, and the files' own detached signatures, where it
+// publishes those. Unsigned sums are not evidence and are left out.
+type Evidence struct {
+	SHA256SUMS, SHA256SUMSSig []byte
+	// Signatures are FILE.asc by file name ("rootfs.tar.xz").
+	Signatures map[string][]byte
 }
 
 // trust is what a file must match: its own detached signature and/or its
@@ -88,9 +101,10 @@ type Tap interface {
 func (c *Client) FetchImageTap(ctx context.Context, entry compat.Entry, dir string, tap func(metaPath string) (Tap, error)) (*Image, error) {
 	names := []string{MetaFile, RootfsFile}
 	var trusts map[string]trust
+	var evidence Evidence
 	if c.o.Validate {
 		var err error
-		if trusts, err = c.imageTrust(ctx, entry, names); err != nil {
+		if trusts, evidence, err = c.imageTrust(ctx, entry, names); err != nil {
 			return nil, err
 		}
 	}
@@ -152,7 +166,7 @@ func (c *Client) FetchImageTap(ctx context.Context, entry compat.Entry, dir stri
 		os.Remove(files[i].Path + ".info")
 		files[i].Path = final
 	}
-	return &Image{Meta: files[0], Rootfs: files[1], Verified: c.o.Validate}, nil
+	return &Image{Meta: files[0], Rootfs: files[1], Verified: c.o.Validate, Evidence: evidence}, nil
 }
 
 // pendingTap stands in for the rootfs's Tap until the meta tarball is
@@ -204,7 +218,7 @@ func (p *pendingTap) Restart() {
 // These small files are taken from the primary server only, all at once:
 // on a distant server each is a round trip, which costs more than its
 // bytes.
-func (c *Client) imageTrust(ctx context.Context, entry compat.Entry, names []string) (map[string]trust, error) {
+func (c *Client) imageTrust(ctx context.Context, entry compat.Entry, names []string) (map[string]trust, Evidence, error) {
 	paths := []smallFile{
 		{entry.File("SHA256SUMS"), maxSumsSize},
 		{entry.File("SHA256SUMS.asc"), maxSignatureSize},
@@ -215,12 +229,13 @@ func (c *Client) imageTrust(ctx context.Context, entry compat.Entry, names []str
 	got := c.getSmallAll(ctx, paths)
 
 	trusts := map[string]trust{}
+	var ev Evidence
 	var sums map[string]string
 	sumsData, err := got[0].data, got[0].err
 	switch {
 	case isNotFound(err):
 	case err != nil:
-		return nil, err
+		return nil, Evidence{}, err
 	default:
 		sig, err := got[1].data, got[1].err
 		switch {
@@ -228,14 +243,15 @@ func (c *Client) imageTrust(ctx context.Context, entry compat.Entry, names []str
 			// Unsigned sums prove nothing; the files' own signatures
 			// must do.
 		case err != nil:
-			return nil, err
+			return nil, Evidence{}, err
 		default:
 			if _, err := verifyDetached(c.o.Keyring, "SHA256SUMS", sumsData, sig, c.o.now); err != nil {
-				return nil, err
+				return nil, Evidence{}, err
 			}
 			if sums, err = ParseSHA256SUMS(sumsData); err != nil {
-				return nil, err
+				return nil, Evidence{}, err
 			}
+			ev.SHA256SUMS, ev.SHA256SUMSSig = sumsData, sig
 		}
 	}
 	for i, name := range names {
@@ -253,16 +269,20 @@ func (c *Client) imageTrust(ctx context.Context, entry compat.Entry, names []str
 				if missing == nil {
 					missing = err
 				}
-				return nil, fmt.Errorf("no signature for %s: %w", name, missing)
+				return nil, Evidence{}, fmt.Errorf("no signature for %s: %w", name, missing)
 			}
 		case err != nil:
-			return nil, err
+			return nil, Evidence{}, err
 		default:
 			t.sig = sig
+			if ev.Signatures == nil {
+				ev.Signatures = map[string][]byte{}
+			}
+			ev.Signatures[name] = sig
 		}
 		trusts[name] = t
 	}
-	return trusts, nil
+	return trusts, ev, nil
 }
 
 // partialInfo is the sidecar of a partial download: what a later run needs

@@ -557,3 +557,34 @@ func expiry(pk *packet.PublicKey, self *packet.Signature, t time.Time) string {
 	}
 	return "expired on " + pk.CreationTime.Add(time.Duration(*self.KeyLifetimeSecs)*time.Second).UTC().Format(time.DateOnly)
 }
+
+// Recheck verifies again, against the keys of kr, a file of an image that
+// was verified with evidence when it was downloaded and stored with the
+// SHA256 sha256Hex (lower-case hex): a cached copy, before it is used. The
+// evidence itself must verify with kr. When the signed SHA256SUMS names the
+// file, its sum there must be sha256Hex, and the stored file need only be
+// checked against sha256Hex as it is read; Recheck then returns nil. Where
+// only the file's own signature vouches for it, the returned Check must be
+// given every byte of the stored file and its Finish must succeed.
+func Recheck(kr openpgp.EntityList, ev Evidence, name, sha256Hex string) (*Check, error) {
+	if len(ev.SHA256SUMS) > 0 {
+		if err := VerifyDetached(kr, "SHA256SUMS", ev.SHA256SUMS, ev.SHA256SUMSSig); err != nil {
+			return nil, err
+		}
+		sums, err := ParseSHA256SUMS(ev.SHA256SUMS)
+		if err != nil {
+			return nil, err
+		}
+		if want, err := LookupSHA256(sums, name); err == nil {
+			if want != strings.ToLower(sha256Hex) {
+				return nil, &ChecksumError{File: name, Want: want, Got: sha256Hex}
+			}
+			return nil, nil
+		}
+	}
+	sig := ev.Signatures[name]
+	if len(sig) == 0 {
+		return nil, &SignatureError{File: name, Reason: errors.New("no signed SHA256SUMS line and no signature kept for it")}
+	}
+	return NewCheck(name, kr, sig, "")
+}
