@@ -62,6 +62,33 @@ func CheckEmptyTarget(target string) error {
 	}
 }
 
+// EmptyTarget removes everything inside the rootfs directory target except
+// a lost+found directory, without following symbolic links and making
+// read-only directories writable on the way: it undoes an Install whose run
+// failed afterwards. target itself stays (lxc-create made it).
+func EmptyTarget(target string) error {
+	f, err := os.Open(target)
+	if err != nil {
+		return fmt.Errorf("empty rootfs: %w", err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("empty rootfs: %s: %w", target, err)
+	}
+	dfd := int(f.Fd())
+	var first error
+	for _, n := range names {
+		if n == "lost+found" && kindAt(dfd, n) == "a directory" {
+			continue
+		}
+		if err := removeAllAt(dfd, n); err != nil && first == nil {
+			first = fmt.Errorf("empty rootfs: %s: %w", filepath.Join(target, n), err)
+		}
+	}
+	return first
+}
+
 // CleanStaleStages removes the staging directories that killed runs left
 // beside the rootfs directory target and inside it (and the temporary
 // download stages beside it). They are known by a fixed name prefix, and
@@ -209,6 +236,9 @@ type RootfsStage struct {
 type rootEntry struct {
 	set   bool
 	attrs dirAttrs
+	// warned are the warnings the unpack gave, which Install, applying
+	// the entry, does not give again.
+	warned map[string]bool
 }
 
 // NewRootfsStage removes stale stages (CleanStaleStages), checks that the
@@ -329,7 +359,7 @@ func (s *RootfsStage) UnpackReader(ctx context.Context, r io.Reader, o UnpackOpt
 }
 
 func (s *RootfsStage) prepare(o UnpackOptions) UnpackOptions {
-	s.root = rootEntry{}
+	s.root = rootEntry{warned: map[string]bool{}}
 	o.rootEntry = &s.root
 	s.opts = o
 	return o
@@ -422,7 +452,10 @@ func (s *RootfsStage) installInside() error {
 // one, a stage that replaces the target (replacing) takes the target's
 // owner, mode and times.
 func (s *RootfsStage) applyRoot(fd int, replacing bool) error {
-	e := &extractor{o: s.opts, euid: os.Geteuid(), egid: os.Getegid(), warned: map[string]bool{}}
+	e := &extractor{o: s.opts, euid: os.Geteuid(), egid: os.Getegid(), warned: s.root.warned}
+	if e.warned == nil {
+		e.warned = map[string]bool{}
+	}
 	d := s.root.attrs
 	if !s.root.set {
 		if !replacing {

@@ -572,3 +572,39 @@ func TestRootfsStageUnwritableParent(t *testing.T) {
 		t.Errorf("target holds %v", names)
 	}
 }
+
+// TestEmptyTarget: undoing an Install removes the tree, read-only
+// directories included, keeps lost+found and never follows a link out.
+func TestEmptyTarget(t *testing.T) {
+	dir := t.TempDir()
+	outside := filepath.Join(dir, "outside")
+	target := filepath.Join(dir, "rootfs")
+	for _, d := range []string{outside, filepath.Join(target, "lost+found"), filepath.Join(target, "etc", "ro")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keep := filepath.Join(outside, "keep")
+	if err := os.WriteFile(keep, []byte("host file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(target, "etc", "ro", "f"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(target, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(target, "etc", "ro"), 0o555); err != nil {
+		t.Fatal(err)
+	}
+	if err := EmptyTarget(target); err != nil {
+		t.Fatal(err)
+	}
+	names, _ := os.ReadDir(target)
+	if len(names) != 1 || names[0].Name() != "lost+found" {
+		t.Errorf("left in the target: %v", names)
+	}
+	if b, err := os.ReadFile(keep); err != nil || string(b) != "host file" {
+		t.Errorf("the file behind the link: %q, %v", b, err)
+	}
+}

@@ -110,6 +110,11 @@ func newExtractor(ctx context.Context, rootfs string, o UnpackOptions) (*extract
 		umask:   currentUmask(),
 		warned:  map[string]bool{},
 	}
+	if o.rootEntry != nil && o.rootEntry.warned != nil {
+		// A RootfsStage's Install applies the root entry later, and
+		// must not say again what the unpack said.
+		e.warned = o.rootEntry.warned
+	}
 	for _, p := range o.Excludes {
 		if p = strings.TrimSpace(p); p != "" {
 			e.excludes = append(e.excludes, normalizeName(p))
@@ -319,7 +324,7 @@ func (e *extractor) dir(hdr *tar.Header, rel string, xattrs []xattr) error {
 	if rel == "." && e.o.rootEntry != nil {
 		// A RootfsStage applies it when it installs: its mode would
 		// make the stage reachable now.
-		*e.o.rootEntry = rootEntry{set: true, attrs: d}
+		e.o.rootEntry.set, e.o.rootEntry.attrs = true, d
 		return nil
 	}
 	e.deferDir(d)

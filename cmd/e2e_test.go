@@ -297,20 +297,48 @@ func TestCache(t *testing.T) {
 		}
 	}
 	step("warm", nil, "Using image from local cache")
-	expiry := filepath.Join(e.cacheDir(), "expiry")
-	if err := os.WriteFile(expiry, []byte(fmt.Sprint(time.Now().Add(-time.Hour).Unix())), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	// Fetched 31 days ago: past the cache's own cap, whatever the image's
+	// expiry says.
+	expire(t, e.cacheDir())
 	step("force", []string{"--force-cache"}, "Using image from local cache")
-	step("expired", nil, "The cached copy has expired, re-downloading...", "Downloading the image index",
-		"The cache is already up to date", "Using image from local cache")
-	old := time.Now().Add(-31 * 24 * time.Hour)
-	if err := os.Chtimes(filepath.Join(e.cacheDir(), "build_id"), old, old); err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(expiry, []byte(fmt.Sprint(time.Now().Add(time.Hour).Unix())), 0o644)
 	step("capped", nil, "The cached copy has expired, re-downloading...", "Downloading the rootfs", "The image cache is now ready")
 	step("flush", []string{"--flush-cache"}, "Flushing the cache...", "Downloading the rootfs", "The image cache is now ready")
+}
+
+// TestCacheImageExpiry: an image past its own expiry (from its meta
+// tarball, as kept in the cache) is asked for again; the same build is
+// then used from the cache.
+func TestCacheImageExpiry(t *testing.T) {
+	img := fetchtest.DefaultImage()
+	img.Meta["expiry"] = fmt.Sprint(time.Now().Add(-time.Hour).Unix())
+	e := newEnv(t, img)
+	if r := e.run(e.image()...); r.code != 0 {
+		t.Fatalf("first create:\n%s", r)
+	}
+	e.newContainer("c2")
+	before := len(e.srv.RequestsFor(rootfsPath(img)))
+	r := e.run(e.image()...)
+	if r.code != 0 {
+		t.Fatalf("%s", r)
+	}
+	for _, w := range []string{"The cached copy has expired, re-downloading...", "Downloading the image index",
+		"The cache is already up to date", "Using image from local cache"} {
+		if !strings.Contains(r.stdout, w+"\n") {
+			t.Errorf("stdout lacks %q:\n%s", w, r.stdout)
+		}
+	}
+	if n := len(e.srv.RequestsFor(rootfsPath(img))) - before; n != 0 {
+		t.Errorf("the rootfs was downloaded again (%d requests)", n)
+	}
+	// The loose copy of expiry is the shell template's: changing it
+	// changes nothing.
+	if err := os.WriteFile(filepath.Join(e.cacheDir(), "expiry"), []byte(fmt.Sprint(time.Now().Add(time.Hour).Unix())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.newContainer("c3")
+	if r := e.run(e.image()...); r.code != 0 || !strings.Contains(r.stdout, "The cached copy has expired, re-downloading...") {
+		t.Errorf("the loose expiry file was believed:\n%s", r)
+	}
 }
 
 func TestList(t *testing.T) {

@@ -3,6 +3,7 @@ package cmd
 import (
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // Build-time defaults, set with -ldflags "-X github.com/lxc/lxc-download/cmd.NAME=VALUE"
@@ -48,6 +49,15 @@ type Options struct {
 	ForceCache bool
 	Verbose    bool
 	Quiet      bool
+
+	// Bounds and freshness rules; the zero value of each is the default
+	// of the package that applies it.
+	AllowDowngrade bool          // accept an index or build older than one seen before
+	MaxIndexAge    time.Duration // refuse an index signed longer ago; negative: never
+	LockTimeout    time.Duration // give up waiting for another run's lock on the image
+	MaxMetaSize    int64         // bytes of meta.tar.xz at most
+	MaxRootfsSize  int64         // bytes of rootfs.tar.xz at most
+	DiskReserve    int64         // free bytes a download leaves; negative: none
 
 	// Set by lxc-create.
 	Name, Path, Rootfs   string

@@ -614,11 +614,14 @@ func TestRobustKill9KeepsOldEntry(t *testing.T) {
 	e.checkImage(files, xz)
 }
 
-// expire makes the cached entry's expiry lie in the past.
+// expire makes the cached entry older than the cache's cap of 30 days
+// (its fetch time is build_id's modification time): a run must ask the
+// server again. (The image's own expiry is in its meta tarball, which the
+// entry's record covers; TestCacheImageExpiry makes images that expire.)
 func expire(t *testing.T, entry string) {
 	t.Helper()
-	past := fmt.Sprint(time.Now().Add(-time.Hour).Unix())
-	if err := os.WriteFile(filepath.Join(entry, "expiry"), []byte(past), 0o644); err != nil {
+	old := time.Now().Add(-31 * 24 * time.Hour)
+	if err := os.Chtimes(filepath.Join(entry, "build_id"), old, old); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -869,9 +872,11 @@ func filesUnder(t *testing.T, root string, keep func(rel string) bool) []string 
 	return out
 }
 
-// isLockFile: the store's lock files stay beside the entries (documented
-// in package cache); they are empty.
-func isLockFile(rel string) bool { return strings.HasSuffix(rel, ".lock") }
+// isLockFile: the store's lock files, and the record of the newest build
+// seen, stay beside the entries (documented in package cache).
+func isLockFile(rel string) bool {
+	return strings.HasSuffix(rel, ".lock") || strings.HasSuffix(rel, ".seen")
+}
 
 // TestRobustDiskFull: ENOSPC in the cache or in the rootfs gives one clear
 // ERROR line and exit 1, leaves the container's rootfs empty, no partial

@@ -16,24 +16,26 @@ import (
 // errRestarted voids a streamed unpack whose download started over.
 var errRestarted = errors.New("the download started over")
 
-// streamUnpack unpacks the rootfs tarball while it downloads (issue 5: on
-// a slow link the unpack is then nearly free). It is a fetch.Tap: the
-// download hands it each byte as it reaches the disk, and it feeds them
-// through a pipe to the unpacker.
+// streamUnpack unpacks the rootfs tarball while it downloads (on a slow
+// link the unpack is then nearly free). It is a fetch.Tap: the download
+// hands it each byte as it reaches the disk, and it feeds them through a
+// pipe to the unpacker.
 //
-// The bytes are not verified yet when they are unpacked. Whoever starts a
-// streamUnpack empties the rootfs unless both the download (verification
-// included) and the unpack succeed; a stream that broke for any other
-// reason (the download started over, the unpacker failed) is just given
-// up, and the rootfs is unpacked again from the verified cache entry.
+// The bytes are not verified yet when they are unpacked, so they go into a
+// private stage (cache.RootfsStage: mode 0700, never the target) that is
+// handed on only if both the download (verification included) and the
+// unpack succeed. A stream that broke for any other reason (the download
+// started over, the unpacker failed) is just given up, and the rootfs is
+// unpacked again from the verified cache entry, into a new stage.
 type streamUnpack struct {
-	pw   *io.PipeWriter
-	done chan error
-	void bool // Data no longer feeds the unpacker
+	stage *cache.RootfsStage
+	pw    *io.PipeWriter
+	done  chan error
+	void  bool // Data no longer feeds the unpacker
 }
 
-// startStreamUnpack starts unpacking into rootfs what the Tap will be
-// given, with the excludes of the meta tarball at metaPath.
+// startStreamUnpack starts unpacking what the Tap will be given into a new
+// stage for the rootfs, with the excludes of the meta tarball at metaPath.
 func (r *run) startStreamUnpack(ctx context.Context, metaPath string) (*streamUnpack, error) {
 	f, err := os.Open(metaPath)
 	if err != nil {
@@ -48,11 +50,15 @@ func (r *run) startStreamUnpack(ctx context.Context, metaPath string) (*streamUn
 	if data, ok := meta.Relevant("excludes", r.mode); ok {
 		excludes = compat.SplitLines(data)
 	}
+	rs, err := cache.NewRootfsStage(r.o.Rootfs)
+	if err != nil {
+		return nil, err
+	}
 	pr, pw := io.Pipe()
-	s := &streamUnpack{pw: pw, done: make(chan error, 1)}
+	s := &streamUnpack{stage: rs, pw: pw, done: make(chan error, 1)}
 	uo := r.unpackOptions(excludes)
 	go func() {
-		err := cache.UnpackReader(ctx, pr, r.o.Rootfs, uo)
+		err := rs.UnpackReader(ctx, pr, uo)
 		// Unblock a download still writing to a failed unpacker.
 		pr.CloseWithError(err)
 		s.done <- err
@@ -77,15 +83,20 @@ func (s *streamUnpack) Restart() {
 }
 
 // finish ends the stream after the download: fetchErr is the download's
-// result. It reports whether the rootfs holds the whole verified image.
-func (s *streamUnpack) finish(fetchErr error) bool {
+// result. It returns the stage holding the whole verified image, or nil
+// after discarding it.
+func (s *streamUnpack) finish(fetchErr error) *cache.RootfsStage {
 	if fetchErr != nil {
 		s.pw.CloseWithError(fetchErr)
 	} else {
 		s.pw.Close()
 	}
 	err := <-s.done
-	return fetchErr == nil && !s.void && err == nil
+	if fetchErr == nil && !s.void && err == nil {
+		return s.stage
+	}
+	s.stage.Discard()
+	return nil
 }
 
 var _ fetch.Tap = (*streamUnpack)(nil)

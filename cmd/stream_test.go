@@ -12,8 +12,10 @@ import (
 )
 
 // TestStreamedUnpack: on a slow link the rootfs is unpacked while it
-// downloads (issue 5): files appear in the rootfs before the download is
-// complete, and the result is the same as from the cache.
+// downloads: files appear before the download is complete, but in a
+// private stage (mode 0700) beside the rootfs, not in it: the rootfs stays
+// empty until everything has verified. The result is the same as from the
+// cache.
 func TestStreamedUnpack(t *testing.T) {
 	img := fetchtest.DefaultImage()
 	img.Rootfs = fetchtest.SyntheticRootfs(400, 3<<20, 1)
@@ -40,14 +42,32 @@ func TestStreamedUnpack(t *testing.T) {
 			}
 			waiting = false
 		case <-time.After(20 * time.Millisecond):
-			names, _ := os.ReadDir(e.rootfs)
-			if _, err := os.Stat(entry); len(names) > 0 && os.IsNotExist(err) {
-				overlapped = true
+			if _, err := os.Stat(entry); !os.IsNotExist(err) {
+				continue // downloaded
+			}
+			if names, _ := os.ReadDir(e.rootfs); len(names) > 0 {
+				t.Fatalf("unverified files in the rootfs while it downloads: %s, ...", names[0].Name())
+			}
+			stages, _ := filepath.Glob(filepath.Join(e.path, ".lxc-download-stage-*"))
+			for _, st := range stages {
+				fi, err := os.Stat(st)
+				if err != nil {
+					continue
+				}
+				if fi.Mode().Perm() != 0o700 {
+					t.Errorf("stage %s has mode %v, want 0700", st, fi.Mode().Perm())
+				}
+				if names, _ := os.ReadDir(st); len(names) > 0 {
+					overlapped = true
+				}
 			}
 		}
 	}
 	if !overlapped {
 		t.Errorf("nothing was unpacked before the download was complete")
+	}
+	if stages, _ := filepath.Glob(filepath.Join(e.path, ".lxc-download-*")); len(stages) > 0 {
+		t.Errorf("stages left behind: %v", stages)
 	}
 	checkRootfs(t, e.rootfs, img.Rootfs)
 
@@ -96,7 +116,7 @@ func TestStreamAbandonedWarnsOnce(t *testing.T) {
 	}
 	const owners = "WARNING: not running as root: file owners are not restored"
 	if n := strings.Count(r.stderr, owners); n != 1 {
-		t.Errorf("%q said %d times, want once:\n%s", owners, n, r)
+		t.Errorf("%q said %d times, want once:\n%s\n%q", owners, n, r, r.stderr)
 	}
 	seen := map[string]bool{}
 	for _, l := range strings.Split(r.stderr, "\n") {

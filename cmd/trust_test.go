@@ -20,7 +20,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
@@ -355,10 +354,7 @@ func TestTrustTamperedRootfs(t *testing.T) {
 		bad := evilRootfs(t)
 		e.srv.Set(fetchtest.ImageDir(next)+"rootfs.tar.xz", bad)
 		// The cached copy has expired, so the run asks the server.
-		expiry := filepath.Join(e.cacheDir(), "expiry")
-		if err := os.WriteFile(expiry, []byte(fmt.Sprint(time.Now().Add(-time.Hour).Unix())), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		expire(t, e.cacheDir())
 		before := cacheFiles(t, e)
 
 		e.newContainer("c2")

@@ -1,0 +1,424 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lxc/lxc-download/cache"
+	"github.com/lxc/lxc-download/compat"
+	"github.com/lxc/lxc-download/fetch"
+)
+
+// image is a verified image ready to unpack, taken from the cache under its
+// lock: the meta files (from the entry's own meta tarball, verified again)
+// and the rootfs tarball, open. When the rootfs was unpacked while it
+// downloaded, staged holds that tree, verified with the download, and
+// rootfs is nil.
+type image struct {
+	meta   compat.MetaFiles
+	rootfs *cache.RootfsReader
+	// check, when not nil, is fed the rootfs as it is read: the image's
+	// only evidence for it is its own signature.
+	check  *fetch.Check
+	staged *cache.RootfsStage
+	// release removes a download that the cache could not keep.
+	release func()
+}
+
+// close lets go of what the image holds: the tarball, a stage never
+// installed, a temporary download.
+func (img *image) close() {
+	if img.rootfs != nil {
+		img.rootfs.Close()
+	}
+	if img.staged != nil {
+		img.staged.Discard()
+	}
+	if img.release != nil {
+		img.release()
+	}
+}
+
+// store is the cache as this run may use it.
+type store struct {
+	cache.Cache
+	key cache.Key
+	// usable is false when the cache cannot be trusted or used at all:
+	// nothing is looked up, and a download goes to a private temporary
+	// directory and is not kept.
+	usable bool
+	// readOnly, when not nil, says why the cache cannot take a new entry:
+	// what it holds is used, and a download is not kept.
+	readOnly error
+}
+
+// cacheRoot is $LXC_CACHE_PATH, else the system or per-user default.
+func (r *run) cacheRoot() (string, error) {
+	if r.o.CachePath != "" {
+		return r.o.CachePath, nil
+	}
+	if r.ns.CacheTarget() == compat.System {
+		return filepath.Join(LocalStateDir, "cache", "lxc"), nil
+	}
+	if r.o.Home == "" {
+		return "", errors.New("HOME is not set: cannot place the user cache (set LXC_CACHE_PATH)")
+	}
+	return filepath.Join(r.o.Home, ".cache", "lxc"), nil
+}
+
+// openStore sets up the cache for the image. A cache that is not safe to
+// use (another user could write to it) or cannot be used (its path is a
+// file) is warned about once and left alone.
+func (r *run) openStore() (*store, error) {
+	o := r.o
+	root, err := r.cacheRoot()
+	if err != nil {
+		return nil, err
+	}
+	st := &store{
+		Cache: cache.Cache{Root: root, Warn: r.s.Stderr, Info: r.s.Stderr, LockTimeout: o.LockTimeout},
+		key:   cache.Key{Dist: o.Dist, Release: o.Release, Arch: o.Arch, Variant: o.Variant},
+	}
+	if err := st.key.Check(); err != nil {
+		return nil, err
+	}
+	if o.MappedUID >= 0 {
+		// The cache is handed to the container's owner (see refresh).
+		st.Owners = []int{o.MappedUID}
+	}
+	switch err := st.Writable(); {
+	case err == nil:
+		st.usable = true
+	case errors.Is(err, unix.EROFS) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM):
+		st.usable, st.readOnly = true, err
+	default:
+		r.noCache(st, err)
+	}
+	return st, nil
+}
+
+// noCache gives up the cache for this run, saying so once.
+func (r *run) noCache(st *store, why error) {
+	st.usable = false
+	r.warnOnce("nocache", "Not using the cache %s: %v; downloading to a private directory without caching", st.Root, why)
+}
+
+// obtain makes sure the cache holds a current copy of the image (SPEC 6),
+// verifies it again, and returns it ready to unpack.
+func (r *run) obtain(ctx context.Context) (*image, error) {
+	st, err := r.openStore()
+	if err != nil {
+		return nil, err
+	}
+	if !st.usable {
+		return r.refresh(ctx, st, nil)
+	}
+	unlock, err := st.Lock(ctx, st.key)
+	if err != nil {
+		if errors.Is(err, cache.ErrUntrusted) {
+			r.noCache(st, err)
+			return r.refresh(ctx, st, nil)
+		}
+		return nil, err
+	}
+	defer unlock()
+	e, err := st.Lookup(st.key)
+	if errors.Is(err, cache.ErrUntrusted) {
+		r.noCache(st, err)
+		return r.refresh(ctx, st, nil)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if e != nil && r.o.FlushCache {
+		r.say("Flushing the cache...")
+		if err := st.Flush(st.key); err != nil {
+			return nil, err
+		}
+		e = nil
+	}
+	if e != nil {
+		if r.o.ForceCache {
+			r.say("Using image from local cache")
+			return r.open(ctx, e)
+		}
+		expired, err := e.Expired(time.Now(), r.mode)
+		if err != nil {
+			return nil, err
+		}
+		if !expired {
+			img, err := r.open(ctx, e)
+			if err == nil {
+				r.say("Using image from local cache")
+				return img, nil
+			}
+			if !errors.Is(err, errUnverified) {
+				return nil, err
+			}
+			r.warnOnce("cache-unverified", "Not using the cached copy in %s: %v; downloading it again", e.Dir, err)
+			e = nil
+		} else {
+			r.say("The cached copy has expired, re-downloading...")
+		}
+	}
+	return r.refresh(ctx, st, e)
+}
+
+// errUnverified marks a cached copy that does not verify (any more): it is
+// downloaded again, not used.
+var errUnverified = errors.New("it does not verify")
+
+// open verifies the entry again and opens its rootfs for unpacking. Its
+// evidence (SHA256SUMS and signatures, kept in its record) must verify
+// with this run's keys and vouch for the meta tarball it holds and for the
+// rootfs, whose bytes are checked as they are unpacked.
+func (r *run) open(ctx context.Context, e *cache.Entry) (*image, error) {
+	img := &image{meta: e.MetaFiles()}
+	if r.o.Validate {
+		if !e.Trust.Verified {
+			return nil, fmt.Errorf("%w: it was stored by a run without validation", errUnverified)
+		}
+		kr, err := r.keyring(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ev := fetch.Evidence{SHA256SUMS: e.Trust.SHA256SUMS, SHA256SUMSSig: e.Trust.SHA256SUMSSig, Signatures: e.Trust.Signatures}
+		check, err := fetch.Recheck(kr, ev, fetch.MetaFile, e.MetaSHA256)
+		if err == nil && check != nil {
+			check.Write(e.MetaTarball())
+			err = check.Finish()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errUnverified, err)
+		}
+		if img.check, err = fetch.Recheck(kr, ev, fetch.RootfsFile, e.RootfsSHA256); err != nil {
+			return nil, fmt.Errorf("%w: %v", errUnverified, err)
+		}
+	}
+	if _, ok := img.meta.Relevant("config", r.mode); !ok {
+		return nil, compat.ErrNoConfig
+	}
+	var err error
+	if img.rootfs, err = e.OpenRootfs(); err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+// refresh asks the server for the image and downloads it unless the cached
+// entry old (nil for none) already has that build.
+func (r *run) refresh(ctx context.Context, st *store, old *cache.Entry) (*image, error) {
+	o := r.o
+	var seen cache.Seen
+	if st.usable {
+		var err error
+		if seen, err = st.Seen(o.Server, st.key); err != nil {
+			return nil, err
+		}
+		r.clockFloor = seen.IndexSigned
+	}
+	c, err := r.fetchClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.say("Downloading the image index")
+	res, err := c.FetchIndex(ctx, r.mode)
+	if err != nil {
+		if old != nil && fetch.IsUnreachable(err) {
+			r.warnOnce("offline", "The image server cannot be reached (%v); using the cached copy", err)
+			img, oerr := r.open(ctx, old)
+			if oerr != nil {
+				return nil, fmt.Errorf("%w; and the cached copy cannot be used: %v", err, oerr)
+			}
+			r.say("Using image from local cache")
+			return img, nil
+		}
+		return nil, err
+	}
+	entry, err := res.Index.Find(compat.Query{Dist: o.Dist, Release: o.Release, Arch: o.Arch, Variant: o.Variant})
+	if err != nil {
+		return nil, err
+	}
+	// Nothing older than what this host has seen from this server, unless
+	// asked for: an attacker (or a stale mirror) replaying an old signed
+	// index would hold back security fixes.
+	if err := cache.CheckFresh(seen, entry.Build, res.SignedAt, o.AllowDowngrade); err != nil {
+		if !o.AllowDowngrade {
+			err = fmt.Errorf("%w (--allow-downgrade accepts it)", err)
+		}
+		return nil, err
+	}
+	if st.usable && st.readOnly == nil && o.Validate {
+		if err := st.RecordSeen(o.Server, st.key, cache.Seen{Build: entry.Build, IndexSigned: res.SignedAt}); err != nil {
+			return nil, err
+		}
+	}
+	if old != nil && old.UpToDate(entry.Build, time.Now()) {
+		img, err := r.open(ctx, old)
+		if err == nil {
+			r.say("The cache is already up to date")
+			r.say("Using image from local cache")
+			return img, nil
+		}
+		if !errors.Is(err, errUnverified) {
+			return nil, err
+		}
+		r.warnOnce("cache-unverified", "Not using the cached copy in %s: %v; downloading it again", old.Dir, err)
+	}
+	return r.download(ctx, st, c, entry)
+}
+
+// stage is where a download goes: the cache's staging directory, or, when
+// the cache cannot take it, a private temporary one beside the container
+// (never /tmp: tmpfs and noexec /tmp broke the shell template). release
+// removes a temporary stage and the entry made in it.
+func (r *run) stage(st *store) (stage *cache.Stage, release func(), err error) {
+	if st.usable && st.readOnly == nil {
+		stage, err := st.Stage(st.key)
+		if err != nil {
+			return nil, nil, err
+		}
+		return stage, func() {}, nil
+	}
+	parent := r.o.Path
+	if parent == "" {
+		parent = filepath.Dir(filepath.Clean(r.o.Rootfs))
+	}
+	if st.readOnly != nil {
+		r.warnOnce("readonly", "The cache %s is not writable (%v); downloading to %s without caching", st.Root, st.readOnly, parent)
+	}
+	stage, err = cache.NewTempStage(parent)
+	if err != nil {
+		return nil, nil, err
+	}
+	return stage, stage.Cleanup, nil
+}
+
+// download fetches the image, stores it with the evidence it was verified
+// with, and returns it. The rootfs is unpacked while it downloads, into a
+// private stage that is installed only once everything has verified.
+func (r *run) download(ctx context.Context, st *store, c *fetch.Client, entry compat.Entry) (img *image, err error) {
+	o := r.o
+	stage, release, err := r.stage(st)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+			// A partial download is worth keeping to resume, except
+			// when it is what filled the disk.
+			stage.Cleanup()
+		} else {
+			stage.Abort()
+		}
+		release()
+	}()
+	r.say("Downloading the rootfs")
+	r.say("Downloading the metadata")
+	var stream *streamUnpack
+	tap := func(metaPath string) (fetch.Tap, error) {
+		var err error
+		if stream, err = r.startStreamUnpack(ctx, metaPath); err != nil {
+			// Nothing is unpacked while downloading then; the meta
+			// tarball's problem, if any, is named by the commit.
+			return nil, nil
+		}
+		return stream, nil
+	}
+	got, err := c.FetchImageTap(ctx, entry, stage.Dir, tap)
+	var staged *cache.RootfsStage
+	if stream != nil {
+		staged = stream.finish(err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	trust := cache.Trust{Verified: got.Verified}
+	if got.Verified {
+		kr, err := r.keyring(ctx)
+		if err != nil {
+			return nil, err
+		}
+		trust.Keys = fingerprints(kr)
+		trust.SHA256SUMS, trust.SHA256SUMSSig = got.Evidence.SHA256SUMS, got.Evidence.SHA256SUMSSig
+		trust.Signatures = got.Evidence.Signatures
+	}
+	e, err := stage.CommitWith(entry.Build, r.mode, trust)
+	if err != nil {
+		if staged != nil {
+			staged.Discard()
+		}
+		return nil, err
+	}
+	stage.Abort() // tidies the stage; the entry stays
+	if st.usable && st.readOnly == nil {
+		if o.MappedUID >= 0 || o.MappedGID >= 0 {
+			// Like the shell template, a cache that cannot be handed
+			// over is not an error: the container can still be made.
+			_ = st.Chown(o.MappedUID, o.MappedGID)
+		}
+		r.say("The image cache is now ready")
+	}
+	img = &image{meta: e.MetaFiles(), staged: staged, release: release}
+	if staged == nil {
+		// Just verified as it downloaded: the record's sums are the
+		// verified ones.
+		if img.rootfs, err = e.OpenRootfs(); err != nil {
+			release()
+			return nil, err
+		}
+	}
+	return img, nil
+}
+
+// unpackInto unpacks the image's rootfs into a new private stage for the
+// target and returns it; the rootfs is verified as it is read.
+func (r *run) unpackInto(ctx context.Context, img *image) (*cache.RootfsStage, error) {
+	if img.staged != nil {
+		rs := img.staged
+		img.staged = nil
+		return rs, nil
+	}
+	rs, err := cache.NewRootfsStage(r.o.Rootfs)
+	if err != nil {
+		return nil, err
+	}
+	var excludes []string
+	if data, ok := img.meta.Relevant("excludes", r.mode); ok {
+		excludes = compat.SplitLines(data)
+	}
+	uo := r.unpackOptions(excludes)
+	bar := r.unpackBar(img.rootfs.Size())
+	if bar != nil {
+		uo.Progress = func(done, _ int64) { bar.Set64(done) }
+	}
+	var in io.Reader = img.rootfs
+	if img.check != nil {
+		in = io.TeeReader(img.rootfs, img.check)
+	}
+	err = rs.UnpackReader(ctx, in, uo)
+	if err == nil && img.check != nil {
+		err = img.check.Finish()
+	}
+	if bar != nil {
+		if err == nil {
+			bar.Finish()
+		} else {
+			bar.Exit()
+		}
+	}
+	if err != nil {
+		rs.Discard()
+		return nil, err
+	}
+	return rs, nil
+}
