@@ -187,10 +187,10 @@ type DowngradeError struct {
 
 func (e *DowngradeError) Error() string {
 	if !e.SeenSigned.IsZero() {
-		return fmt.Sprintf("the image index was signed at %s, before the one seen earlier (signed at %s): an old index is being replayed or the mirror is stale; it offers build %s, the newest seen is %s (a downgrade must be allowed explicitly)",
+		return fmt.Sprintf("the image index was signed at %s, before the one seen earlier (signed at %s): an old index is being replayed or the mirror is stale; it offers build %s, the newest seen is %s",
 			e.Signed.UTC().Format(time.RFC3339), e.SeenSigned.UTC().Format(time.RFC3339), orNone(e.Build), orNone(e.SeenBuild))
 	}
-	return fmt.Sprintf("the server offers build %s, older than build %s seen earlier (a downgrade must be allowed explicitly)", e.Build, e.SeenBuild)
+	return fmt.Sprintf("the server offers build %s, older than build %s seen earlier", e.Build, e.SeenBuild)
 }
 
 // Is makes errors.Is(err, ErrDowngrade) true.

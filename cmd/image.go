@@ -249,10 +249,7 @@ func (r *run) refresh(ctx context.Context, st *store, old *cache.Entry) (*image,
 	// asked for: an attacker (or a stale mirror) replaying an old signed
 	// index would hold back security fixes.
 	if err := cache.CheckFresh(seen, entry.Build, res.SignedAt, o.AllowDowngrade); err != nil {
-		if !o.AllowDowngrade {
-			err = fmt.Errorf("%w (--allow-downgrade accepts it)", err)
-		}
-		return nil, err
+		return nil, fmt.Errorf("%w; --allow-downgrade accepts it", err)
 	}
 	if st.usable && st.readOnly == nil && o.Validate {
 		if err := st.RecordSeen(o.Server, st.key, cache.Seen{Build: entry.Build, IndexSigned: res.SignedAt}); err != nil {
