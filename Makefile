@@ -142,7 +142,10 @@ dist:
 
 # Benchmarks: start-up against an empty Go program, Go benchmarks of the
 # decoder and the extractor, then the comparison with the shell template's
-# tools on the same input (ratios).
+# tools on the same input (ratios). The input, cmd/bench/.cache/rootfs.tar.xz,
+# is not in the repository: cmd/bench -prepare builds it once (a debootstrap
+# minbase of bookworm as root with network, else a synthetic tree of the
+# same size) and later runs reuse it.
 bench:
 	$(MAKE) build
 	$(GO) test -run '^$$' -bench Startup -benchtime 200x -count 1 ./cmd/
