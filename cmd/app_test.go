@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 )
 
 func testIO(env map[string]string) (IO, *bytes.Buffer, *bytes.Buffer) {
@@ -508,5 +510,12 @@ func needProgram(t *testing.T, prog string) {
 			t.Fatalf("%s is needed in CI", prog)
 		}
 		t.Skipf("needs %s", prog)
+	}
+}
+
+// TestCompletionFlag: the completion protocol's flag is urfave/cli's.
+func TestCompletionFlag(t *testing.T) {
+	if want := "--" + cli.BashCompletionFlag.Names()[0]; completionFlag != want {
+		t.Errorf("completionFlag is %q, urfave/cli's is %q", completionFlag, want)
 	}
 }

@@ -9,7 +9,9 @@ import (
 // and zsh completions of man/completion (and urfave/cli's own scripts)
 // speak. It is the one argument a template run treats differently from
 // before; lxc-create never passes it.
-var completionFlag = "--" + cli.BashCompletionFlag.Names()[0]
+// (A constant: cli.BashCompletionFlag.Names() would run a regular
+// expression at every start; a test keeps the two equal.)
+const completionFlag = "--generate-bash-completion"
 
 // complete prints the completions of the command line args, whose last
 // word is the one being completed: commands for the first word, else the
