@@ -262,3 +262,31 @@ func TestInstalledShims(t *testing.T) {
 		t.Errorf("uninstall left %v", left)
 	}
 }
+
+// TestLXCCreateThroughShim: lxc-create runs the installed shim as its
+// template, as `lxc-create -t download` does after make install.
+func TestLXCCreateThroughShim(t *testing.T) {
+	needRoot(t, "lxc-create writes containers as root")
+	need(t, "lxc-create (Debian's lxc package)", have("lxc-create"))
+	dir := makeDir(t)
+	root := t.TempDir()
+	runMake(t, dir, "install", "PREFIX="+root+"/usr", "TEMPLATEDIR="+root+"/templates", "DIVERT=")
+	e := newEnv(t)
+	lxcpath := filepath.Join(e.dir, "lxcpath")
+	// As in TestLXCCreate: the image includes a file Debian's lxc package
+	// does not ship.
+	tc := filepath.Join(e.dir, "lxc-config")
+	copyContent(t, filepath.Join(tc, "debian.common.conf"), "lxc.include = /usr/share/lxc/config/common.conf\n", 0o644)
+	args := append([]string{"-P", lxcpath, "-t", filepath.Join(root, "templates", "lxc-download"), "-n", "ct1", "--"}, e.image("-ddebian", "--rel", "bookworm")...)
+	cmd := exec.Command("lxc-create", args...)
+	cmd.Env = append(e.environ(), "LXC_TEMPLATE_CONFIG="+tc)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("lxc-create: %v\n%s", err, out)
+	}
+	if config := readFile(t, filepath.Join(lxcpath, "ct1", "config")); !strings.Contains(config, "lxc.uts.name = ct1\n") {
+		t.Errorf("config:\n%s", config)
+	}
+	if b, err := os.ReadFile(filepath.Join(lxcpath, "ct1", "rootfs", "etc", "hostname")); err != nil || string(b) != "ct1\n" {
+		t.Errorf("rootfs/etc/hostname = %q, %v", b, err)
+	}
+}
