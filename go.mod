@@ -1,6 +1,8 @@
 module github.com/lxc/lxc-download
 
-go 1.26.8
+// The oldest Go that builds this module and passes its tests: the floor
+// that golang.org/x/sys and golang.org/x/crypto/x509roots/fallback set.
+go 1.26.0
 
 require (
 	github.com/ProtonMail/go-crypto v1.5.2
