@@ -49,7 +49,10 @@ LDFLAGS  := -s -w -X $(PKG)/cmd.Version=$(VERSION) -X $(PKG)/cmd.Commit=$(COMMIT
 # their start-up); man/gen writes the man page.
 TAGS     ?= nethttpomithttp2,urfave_cli_no_docs
 export GOFLAGS := $(strip $(GOFLAGS) -tags=$(TAGS))
-GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
+# -trimpath and -buildvcs=false make a build of one commit the same bytes
+# wherever it is checked out (a clone, a worktree, a tarball with
+# COMMIT=...); the commit is in LDFLAGS.
+GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)'
 DEMO     := $(CURDIR)/.demo
 
 .PHONY: build test demo install uninstall man dist bench fuzz clean
