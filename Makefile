@@ -3,8 +3,10 @@
 #   make build    static binary ./lxc-download (CGO_ENABLED=0, -trimpath, stripped)
 #   make test     vet + the whole test suite (what .ci/run runs)
 #   make demo     build, start a local demo image server, create a container rootfs
-#   make install  binary to $(BINDIR), template shim to $(TEMPLATEDIR), man page
-#   make man      check the man page against --help
+#   make install  binary to $(BINDIR), template shim to $(TEMPLATEDIR) (LXC's
+#                 own template diverted or kept aside), man page, completions
+#   make uninstall  undo make install, putting LXC's template back
+#   make man      generate the man page and completions from the definitions
 #   make dist     static binaries for every architecture, with SHA256SUMS
 #   make bench    benchmarks (see README)
 
@@ -18,21 +20,42 @@ LXCSHARE    ?= /usr/share/lxc
 TEMPLATEDIR ?= $(LXCSHARE)/templates
 LOCALSTATEDIR ?= /var
 
+# Shell completions, where bash-completion, zsh and fish look for them.
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+# LXC's templates that make install replaces with a shim running this
+# binary: download, and local once the lxc-local mode exists (the shim
+# would run "lxc-download local"; until then LXC's lxc-local stays).
+TEMPLATES ?= download
+# Where dpkg-divert exists and DESTDIR is empty, LXC's own templates are
+# diverted (dpkg then puts updates of them beside, not over, the shim);
+# otherwise kept beside as .lxc-NAME.distrib. DIVERT= turns diversion off.
+DIVERT ?= $(if $(DESTDIR),,$(shell command -v dpkg-divert 2>/dev/null))
+SHIM_MARK := lxc-download shim, written by make install
+# The source revision, for `lxc-download version`.
+COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
+
 PKG      := github.com/lxc/lxc-download
-LDFLAGS  := -s -w -X $(PKG)/cmd.Version=$(VERSION) \
+LDFLAGS  := -s -w -X $(PKG)/cmd.Version=$(VERSION) -X $(PKG)/cmd.Commit=$(COMMIT) \
             -X $(PKG)/cmd.LocalStateDir=$(LOCALSTATEDIR) \
             -X $(PKG)/cmd.TemplateConfig=$(LXCSHARE)/config \
             -X $(PKG)/cmd.HookDir=$(LXCSHARE)/hooks
 # Build tags of every build, test and the tests' own builds of the binary
 # (hence GOFLAGS, exported). nethttpomithttp2 leaves out net/http's bundled
-# HTTP/2 (370 KB of the 10 MiB budget of issue 6): an image download is one
-# stream per connection, which HTTP/1.1 serves as well.
-TAGS     ?= nethttpomithttp2
+# HTTP/2 (370 KB): an image download is one stream per connection, which
+# HTTP/1.1 serves as well. urfave_cli_no_docs leaves out urfave/cli's man
+# and markdown writers and the markdown packages they import (65 KB and
+# their start-up); man/gen writes the man page.
+TAGS     ?= nethttpomithttp2,urfave_cli_no_docs
 export GOFLAGS := $(strip $(GOFLAGS) -tags=$(TAGS))
-GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
+# -trimpath and -buildvcs=false make a build of one commit the same bytes
+# wherever it is checked out (a clone, a worktree, a tarball with
+# COMMIT=...); the commit is in LDFLAGS.
+GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)'
 DEMO     := $(CURDIR)/.demo
 
-.PHONY: build test demo install man dist bench fuzz clean
+.PHONY: build test demo install uninstall man dist bench fuzz clean
 
 build:
 	$(GOBUILD) -o lxc-download .
@@ -57,15 +80,53 @@ demo: build
 	  if [ $$rc -eq 0 ]; then echo; echo "== $(DEMO)/c1/config"; cat $(DEMO)/c1/config; \
 	    echo "== $(DEMO)/c1/rootfs"; ls -l $(DEMO)/c1/rootfs; fi; exit $$rc
 
+# The shim of template lxc-NAME runs the binary (as "lxc-download NAME" for
+# the other templates): a script rather than a link, so that the binary
+# finds LXC's directories from BINDIR, and any /bin/sh (dash, busybox) runs
+# it. LXC's own template is diverted or kept aside first, unless it is
+# already a shim.
 install: build
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(TEMPLATEDIR) $(DESTDIR)$(MANDIR)/man1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(TEMPLATEDIR) $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
 	install -m 0755 lxc-download $(DESTDIR)$(BINDIR)/lxc-download
-	printf '#!/bin/sh\nexec %s "$$@"\n' '$(BINDIR)/lxc-download' > $(DESTDIR)$(TEMPLATEDIR)/lxc-download
-	chmod 0755 $(DESTDIR)$(TEMPLATEDIR)/lxc-download
 	install -m 0644 man/lxc-download.1 $(DESTDIR)$(MANDIR)/man1/lxc-download.1
+	install -m 0644 man/completion/lxc-download.bash $(DESTDIR)$(BASHCOMPDIR)/lxc-download
+	install -m 0644 man/completion/_lxc-download $(DESTDIR)$(ZSHCOMPDIR)/_lxc-download
+	install -m 0644 man/completion/lxc-download.fish $(DESTDIR)$(FISHCOMPDIR)/lxc-download.fish
+	@set -e; for name in $(TEMPLATES); do \
+	  t=$(TEMPLATEDIR)/lxc-$$name; keep=$(TEMPLATEDIR)/.lxc-$$name.distrib; \
+	  args=""; [ $$name = download ] || args=" $$name"; \
+	  if ! grep -qs '$(SHIM_MARK)' $(DESTDIR)$$t; then \
+	    if [ -n '$(DIVERT)' ]; then \
+	      $(DIVERT) --rename --divert $$keep --add $$t; \
+	    elif [ -e $(DESTDIR)$$t ]; then \
+	      echo "LXC's $$t is kept as $$keep"; mv -f $(DESTDIR)$$t $(DESTDIR)$$keep; \
+	    fi; \
+	  fi; \
+	  printf '#!/bin/sh\n# %s\nexec %s%s "$$@"\n' '$(SHIM_MARK)' '$(BINDIR)/lxc-download' "$$args" > $(DESTDIR)$$t.tmp; \
+	  chmod 0755 $(DESTDIR)$$t.tmp; mv -f $(DESTDIR)$$t.tmp $(DESTDIR)$$t; \
+	done
 
+# Removes what install wrote (not the directories) and puts LXC's templates
+# back where they were diverted or kept aside.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/lxc-download $(DESTDIR)$(MANDIR)/man1/lxc-download.1 \
+	  $(DESTDIR)$(BASHCOMPDIR)/lxc-download $(DESTDIR)$(ZSHCOMPDIR)/_lxc-download \
+	  $(DESTDIR)$(FISHCOMPDIR)/lxc-download.fish
+	@set -e; for name in download local; do \
+	  t=$(TEMPLATEDIR)/lxc-$$name; keep=$(TEMPLATEDIR)/.lxc-$$name.distrib; \
+	  if grep -qs '$(SHIM_MARK)' $(DESTDIR)$$t; then rm -f $(DESTDIR)$$t; fi; \
+	  if [ -n '$(DIVERT)' ] && [ -n "$$($(DIVERT) --listpackage $$t)" ]; then \
+	    $(DIVERT) --rename --remove $$t; \
+	  elif [ -e $(DESTDIR)$$keep ] && [ ! -e $(DESTDIR)$$t ]; then \
+	    echo "LXC's $$t is restored"; mv $(DESTDIR)$$keep $(DESTDIR)$$t; \
+	  fi; \
+	done
+
+# The man page and the completions, from the command definitions (a test
+# fails while the committed ones are stale).
 man:
-	$(GO) test -count=1 -run 'TestManPage' ./cmd/
+	$(GO) generate ./man
 
 # Static binaries for every architecture the image server builds for, named
 # lxc-download-ARCH (the image server's architecture names), with SHA256SUMS.
@@ -84,7 +145,10 @@ dist:
 
 # Benchmarks: start-up against an empty Go program, Go benchmarks of the
 # decoder and the extractor, then the comparison with the shell template's
-# tools on the same input (ratios).
+# tools on the same input (ratios). The input, cmd/bench/.cache/rootfs.tar.xz,
+# is not in the repository: cmd/bench -prepare builds it once (a debootstrap
+# minbase of bookworm as root with network, else a synthetic tree of the
+# same size) and later runs reuse it.
 bench:
 	$(MAKE) build
 	$(GO) test -run '^$$' -bench Startup -benchtime 200x -count 1 ./cmd/

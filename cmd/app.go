@@ -1,6 +1,15 @@
 // Package cmd is the command line of lxc-download: it parses the arguments
 // lxc-create (or a person) passes into a plain Options value and hands it to
-// Run, which ties the compat, fetch and cache packages together.
+// Run, which ties the compat, fetch and cache packages together; and it
+// holds the commands that grow around the template (list, cache, version).
+//
+// The command line is defined with urfave/cli/v2 (flags, commands,
+// contexts, completion, and the man page and fish completion that man/gen
+// makes from the same definitions), but dispatched here rather than by
+// cli.App.Run: App.Run reaches urfave/cli's text/template help printer,
+// whose reflection makes the linker keep every exported method of the
+// program (2.4 MB of the binary), and it reads argv differently from the
+// shell template's getopt. See README "Size and start-up".
 package cmd
 
 import (
@@ -11,11 +20,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 
-	"github.com/lxc/lxc-download/fetch"
+	"github.com/urfave/cli/v2"
 )
 
 // IO is where a run reads answers and writes its messages. Tests give it
@@ -51,20 +59,68 @@ func (s IO) getenv(k string) string {
 // the usage text, as the shell template did.
 var errUsage = errors.New("usage")
 
+// usageErrorf is an error in the arguments, worded by format.
+func usageErrorf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+}
+
+// Request is what a template run's command line asks for.
+type Request int
+
+// The requests of a template run's command line.
+const (
+	// RunRequest: list the images, or create (the Options say which).
+	RunRequest Request = iota
+	// HelpRequest: -h or --help, which wins over everything else.
+	HelpRequest
+	// VersionRequest: --version.
+	VersionRequest
+)
+
 // Main runs the program with args (args[0] is the program name) and returns
 // the process exit status: 0 on success, 1 on any error, after writing one
 // "ERROR: ..." line to s.Stderr.
+//
+// A command (list, cache, version, help) is recognised only as the first
+// argument; every other command line is a template run, which takes
+// options only. lxc-create passes options only, so no command can capture
+// one of its runs.
 func Main(args []string, s IO) int {
-	opts, help, err := Parse(args, s)
+	var rest []string
+	if len(args) > 1 {
+		rest = args[1:]
+	}
+	if n := len(rest); n > 0 && rest[n-1] == completionFlag {
+		return complete(rest[:n-1], s)
+	}
+	if len(rest) > 0 && isCommandWord(rest[0]) {
+		return runCommand(rest, s)
+	}
+	return runTemplate(args, s)
+}
+
+// isCommandWord reports whether a first argument names a command (or is a
+// mistyped one) rather than starting a template run's options.
+func isCommandWord(a string) bool {
+	return a != "" && a[0] != '-'
+}
+
+// runTemplate is the template run: what lxc-create runs.
+func runTemplate(args []string, s IO) int {
+	opts, req, err := Parse(args, s)
 	if err != nil {
-		fmt.Fprintf(s.Stderr, "ERROR: %s\n", strings.TrimPrefix(err.Error(), errUsage.Error()+": "))
-		if errors.Is(err, errUsage) {
-			fmt.Fprint(s.Stderr, "\n"+usageText)
-		}
+		report(s, err, "\n"+templateUsage())
 		return 1
 	}
-	if help {
-		fmt.Fprint(s.Stdout, usageText)
+	switch req {
+	case HelpRequest:
+		fmt.Fprint(s.Stdout, templateUsage())
+		return 0
+	case VersionRequest:
+		if err := writeVersion(s.Stdout, "text"); err != nil {
+			report(s, err, "")
+			return 1
+		}
 		return 0
 	}
 	// Signals are caught only for a run: signal.Notify starts a goroutine
@@ -74,206 +130,90 @@ func Main(args []string, s IO) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	if err := Run(ctx, opts, s); err != nil {
-		fmt.Fprintf(s.Stderr, "ERROR: %s\n", errorText(err))
+		report(s, err, "")
 		return 1
 	}
 	return 0
 }
 
-// Parse reads the command line (args[0] is the program name) into Options.
-// help is true when --help was asked for.
-//
-// The standard flag package reads it, as urfave/cli did: -x, --x, --x=v
-// and --x v alike, up to the first argument that is not an option.
-// (urfave/cli's help templates made the linker keep every exported method
-// of every type, 2.5 MB of the binary.)
-func Parse(args []string, s IO) (opts Options, help bool, err error) {
-	fs := flag.NewFlagSet("lxc-download", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	p := parsedFlags{bools: map[string]*bool{}, strings: map[string]*string{}, set: map[string]bool{}}
-	alias := map[string]string{}
-	for _, o := range options {
-		names := append([]string{o.name}, o.aliases...)
-		for _, n := range names {
-			alias[n] = o.name
-		}
-		if o.isBool {
-			v := new(bool)
-			p.bools[o.name] = v
-			for _, n := range names {
-				fs.BoolVar(v, n, false, "")
-			}
-			continue
-		}
-		v := new(string)
-		p.strings[o.name] = v
-		for _, n := range names {
-			fs.StringVar(v, n, o.def, "")
-		}
+// report writes err as the one ERROR line, followed by usage when err is
+// an error in the arguments.
+func report(s IO, err error, usage string) {
+	msg := errorText(err)
+	if errors.Is(err, errUsage) {
+		msg = strings.TrimPrefix(msg, errUsage.Error()+": ")
 	}
+	fmt.Fprintf(s.Stderr, "ERROR: %s\n", msg)
+	if errors.Is(err, errUsage) {
+		fmt.Fprint(s.Stderr, usage)
+	}
+}
+
+// Parse reads a template run's command line (args[0] is the program name)
+// into Options, by the shell template's getopt rules (see normalize). It
+// also makes the checks the shell template made before its first download:
+// that there is a container, or a rootfs alone, to create (or --list).
+func Parse(args []string, s IO) (opts Options, req Request, err error) {
 	if len(args) > 0 {
 		args = args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
-		return opts, false, fmt.Errorf("%w: %s", errUsage, flagError(err))
+	c, err := parseFlags(templateFlags(), args, nil)
+	if err != nil {
+		return opts, RunRequest, err
 	}
-	fs.Visit(func(f *flag.Flag) { p.set[alias[f.Name]] = true })
-	if p.Bool("help") {
-		return opts, true, nil
+	if c.Bool("help") {
+		return opts, HelpRequest, nil
 	}
-	if fs.NArg() > 0 {
-		return opts, false, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	if c.Bool("version") {
+		return opts, VersionRequest, nil
 	}
-	if opts, err = optionsFrom(&p, s); err != nil {
-		return Options{}, false, err
+	if c.NArg() > 0 {
+		return opts, RunRequest, usageErrorf("unexpected argument %q", c.Args().First())
 	}
-	return opts, false, nil
+	if opts, err = optionsFrom(c, s); err != nil {
+		return Options{}, RunRequest, err
+	}
+	if err := checkContainerArgs(opts); err != nil {
+		return Options{}, RunRequest, err
+	}
+	return opts, RunRequest, nil
+}
+
+// parseFlags parses args (normalised first) with flags, into a context
+// below parent.
+func parseFlags(flags []cli.Flag, args []string, parent *cli.Context) (*cli.Context, error) {
+	canon, err := normalize(args, specOf(flags))
+	if err != nil {
+		return nil, err
+	}
+	set := flag.NewFlagSet("lxc-download", flag.ContinueOnError)
+	set.SetOutput(io.Discard)
+	set.Usage = func() {}
+	for _, f := range flags {
+		if err := f.Apply(set); err != nil {
+			return nil, err
+		}
+	}
+	if err := set.Parse(canon); err != nil {
+		return nil, usageErrorf("%s", flagError(err))
+	}
+	var app *cli.App
+	if parent != nil {
+		app = parent.App
+	}
+	return cli.NewContext(app, set, parent), nil
 }
 
 // flagError rewords the flag package's messages, which name long options
-// with a single dash.
+// with a single dash. After normalize, only a value the flag's type cannot
+// take gets here.
 func flagError(err error) string {
 	m := err.Error()
-	if rest, ok := strings.CutPrefix(m, "flag provided but not defined: -"); ok {
-		if len(rest) > 1 {
-			return "unknown option --" + rest
-		}
-		return "unknown option -" + rest
+	if rest, ok := strings.CutPrefix(m, "invalid value "); ok {
+		return "invalid value " + strings.Replace(rest, " for flag -", " for --", 1)
 	}
-	if rest, ok := strings.CutPrefix(m, "flag needs an argument: -"); ok {
-		if len(rest) > 1 {
-			return "option --" + rest + " needs a value"
-		}
-		return "option -" + rest + " needs a value"
+	if rest, ok := strings.CutPrefix(m, "invalid boolean value "); ok {
+		return "invalid value " + strings.Replace(rest, " for -", " for --", 1)
 	}
 	return m
-}
-
-// option is one command-line option: its long name, its one-letter
-// aliases, and whether it is a switch or takes a value (default def).
-type option struct {
-	name    string
-	aliases []string
-	isBool  bool
-	def     string
-}
-
-// options are the options the program accepts; usageText and the man
-// page document them.
-var options = []option{
-	{name: "help", aliases: []string{"h"}, isBool: true},
-	{name: "list", aliases: []string{"l"}, isBool: true},
-	{name: "format", def: "text"},
-	{name: "dist", aliases: []string{"d"}},
-	{name: "release", aliases: []string{"r"}},
-	{name: "arch", aliases: []string{"a"}},
-	{name: "variant", def: "default"},
-	{name: "server", def: DefaultServer},
-	{name: "keyid"},
-	{name: "keyserver"},
-	{name: "keyring"},
-	{name: "ca-cert"},
-	{name: "nameserver"},
-	{name: "no-validate", isBool: true},
-	{name: "flush-cache", isBool: true},
-	{name: "force-cache", isBool: true},
-	{name: "verbose", isBool: true},
-	{name: "quiet", aliases: []string{"q"}, isBool: true},
-	{name: "name"},
-	{name: "path"},
-	{name: "rootfs"},
-	{name: "mapped-uid"},
-	{name: "mapped-gid"},
-}
-
-// parsedFlags are the values of one command line by long option name.
-type parsedFlags struct {
-	bools   map[string]*bool
-	strings map[string]*string
-	set     map[string]bool // given on the command line, by any of its names
-}
-
-func (p *parsedFlags) Bool(name string) bool     { return *p.bools[name] }
-func (p *parsedFlags) String(name string) string { return *p.strings[name] }
-func (p *parsedFlags) IsSet(name string) bool    { return p.set[name] }
-
-// optionsFrom turns parsed flags into Options, checking what can be checked
-// without touching the system.
-func optionsFrom(c *parsedFlags, s IO) (Options, error) {
-	o := Options{
-		List:       c.Bool("list"),
-		Format:     c.String("format"),
-		Dist:       c.String("dist"),
-		Release:    c.String("release"),
-		Arch:       c.String("arch"),
-		Variant:    c.String("variant"),
-		VariantSet: c.IsSet("variant"),
-		Server:     c.String("server"),
-		KeyID:      c.String("keyid"),
-		Keyserver:  c.String("keyserver"),
-		Keyring:    c.String("keyring"),
-		CACert:     c.String("ca-cert"),
-		Validate:   !c.Bool("no-validate"),
-		FlushCache: c.Bool("flush-cache"),
-		ForceCache: c.Bool("force-cache"),
-		Verbose:    c.Bool("verbose"),
-		Quiet:      c.Bool("quiet"),
-		Name:       c.String("name"),
-		Path:       c.String("path"),
-		Rootfs:     c.String("rootfs"),
-		MappedUID:  -1,
-		MappedGID:  -1,
-		CachePath:  s.getenv("LXC_CACHE_PATH"),
-		Home:       s.getenv("HOME"),
-	}
-	if o.Keyserver == "" {
-		o.Keyserver = s.getenv("DOWNLOAD_KEYSERVER")
-	}
-	ns := c.String("nameserver")
-	if ns == "" {
-		ns = s.getenv("DOWNLOAD_NAMESERVER")
-	}
-	for _, n := range strings.FieldsFunc(ns, func(r rune) bool { return r == ',' || r == ' ' }) {
-		if _, err := fetch.ParseNameserver(n); err != nil {
-			return o, fmt.Errorf("%w: --nameserver: %v", errUsage, err)
-		}
-		o.Nameservers = append(o.Nameservers, n)
-	}
-	var err error
-	if o.MappedUID, err = mappedID("mapped-uid", c.String("mapped-uid")); err != nil {
-		return o, err
-	}
-	if o.MappedGID, err = mappedID("mapped-gid", c.String("mapped-gid")); err != nil {
-		return o, err
-	}
-	if o.Format != "text" && o.Format != "json" {
-		return o, fmt.Errorf("%w: --format must be text or json, not %q", errUsage, o.Format)
-	}
-	if o.Variant == "" {
-		return o, fmt.Errorf("%w: --variant must not be empty", errUsage)
-	}
-	if o.Server == "" {
-		return o, fmt.Errorf("%w: --server must not be empty", errUsage)
-	}
-	if o.Verbose && o.Quiet {
-		return o, fmt.Errorf("%w: --verbose and --quiet exclude each other", errUsage)
-	}
-	if o.FlushCache && o.ForceCache {
-		return o, fmt.Errorf("%w: --flush-cache and --force-cache exclude each other", errUsage)
-	}
-	return o, nil
-}
-
-// mappedID parses a --mapped-uid/--mapped-gid value; empty and -1 both mean
-// "no map", as in the shell template.
-func mappedID(flag, v string) (int, error) {
-	if v == "" || v == "-1" {
-		return -1, nil
-	}
-	n, err := strconv.ParseUint(v, 10, 32)
-	if err != nil {
-		return -1, fmt.Errorf("%w: --%s must be a numeric id or -1, not %q", errUsage, flag, v)
-	}
-	return int(n), nil
 }

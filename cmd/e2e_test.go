@@ -96,6 +96,9 @@ func (e *env) newContainer(name string) {
 	if err := os.WriteFile(filepath.Join(e.path, "config"), []byte(fmt.Sprintf(defaultConfig, e.rootfs)), 0o640); err != nil {
 		e.t.Fatal(err)
 	}
+	// Mode 0, as lxc-create makes it: only root may write it again, so a
+	// second container of the same name starts from a new one.
+	os.Remove(filepath.Join(e.path, "partial"))
 	if err := os.WriteFile(filepath.Join(e.path, "partial"), nil, 0); err != nil {
 		e.t.Fatal(err)
 	}

@@ -1,9 +1,17 @@
 package cmd
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/lxc/lxc-download/fetch"
 )
 
 // Build-time defaults, set with -ldflags "-X github.com/lxc/lxc-download/cmd.NAME=VALUE"
@@ -13,6 +21,10 @@ import (
 var (
 	// Version is this program's version; it goes into the User-Agent.
 	Version = "0.1.0"
+	// Commit is the source revision the binary was built from (the
+	// Makefile sets it from git); when empty, the revision the go command
+	// recorded, if any.
+	Commit = ""
 	// LocalStateDir is LXC's localstatedir: the system cache is LocalStateDir/cache/lxc.
 	LocalStateDir = "/var"
 	// TemplateConfig is LXC's LXC_TEMPLATE_CONFIG (the shared configs images include).
@@ -65,6 +77,247 @@ type Options struct {
 
 	CachePath string // $LXC_CACHE_PATH
 	Home      string // $HOME
+}
+
+// The sections of the template run's usage, in the shell template's order:
+// each option's urfave/cli Category.
+const (
+	sectionSpecial  = "Special arguments"
+	sectionRequired = "Required arguments"
+	sectionOptional = "Optional arguments"
+	sectionInternal = "LXC internal arguments (do not pass manually!)"
+)
+
+// templateOption is one option of the template run: the urfave/cli flag
+// that parses it (its Usage is the text --help prints, broken into lines
+// where --help breaks it; its Category the usage section) and the
+// placeholder that --help shows in angle brackets, empty for a switch.
+type templateOption struct {
+	flag cli.Flag
+	arg  string
+}
+
+// templateOptions are the options of the template run, in --help order.
+// They are the one definition that parses the command line, prints --help
+// and writes the man page's OPTIONS (man/gen).
+var templateOptions = []templateOption{
+	{flag: &cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Category: sectionSpecial,
+		Usage: "Print this help message and exit"}},
+	{flag: &cli.BoolFlag{Name: "list", Aliases: []string{"l"}, Category: sectionSpecial,
+		Usage: "List all available images and exit"}},
+	{arg: "text|json", flag: &cli.StringFlag{Name: "format", Value: "text", Category: sectionSpecial,
+		Usage: "Output format of --list"}},
+	// Not in the shell template's usage, which --help keeps as it was.
+	{flag: &cli.BoolFlag{Name: "version", Hidden: true, Category: sectionSpecial,
+		Usage: "Print the version and exit"}},
+
+	{arg: "distribution", flag: &cli.StringFlag{Name: "dist", Aliases: []string{"d"}, Category: sectionRequired,
+		Usage: "The name of the distribution"}},
+	{arg: "release", flag: &cli.StringFlag{Name: "release", Aliases: []string{"r"}, Category: sectionRequired,
+		Usage: "Release name/version"}},
+	{arg: "architecture", flag: &cli.StringFlag{Name: "arch", Aliases: []string{"a"}, Category: sectionRequired,
+		Usage: "Architecture of the container\n(default with -d and -r: this host's)"}},
+
+	{arg: "variant", flag: &cli.StringFlag{Name: "variant", Value: "default", Category: sectionOptional,
+		Usage: "Variant of the image"}},
+	{arg: "server", flag: &cli.StringFlag{Name: "server", Value: DefaultServer, Category: sectionOptional,
+		Usage: "Image server"}},
+	{arg: "keyid", flag: &cli.StringFlag{Name: "keyid", Category: sectionOptional,
+		Usage: "Fingerprint of the key that must have signed the images\n(default: the image server's built-in key)"}},
+	{arg: "keyserver", flag: &cli.StringFlag{Name: "keyserver", Category: sectionOptional,
+		Usage: "Keyserver to fetch --keyid from (hkp://, hkps://\nor https://). Environment: DOWNLOAD_KEYSERVER"}},
+	{arg: "file", flag: &cli.StringFlag{Name: "keyring", TakesFile: true, Category: sectionOptional,
+		Usage: "OpenPGP public keys (armored or binary) to trust"}},
+	{flag: &cli.BoolFlag{Name: "no-validate", Category: sectionOptional,
+		Usage: "Disable signature validation (not recommended)"}},
+	{arg: "file", flag: &cli.StringFlag{Name: "ca-cert", TakesFile: true, Category: sectionOptional,
+		Usage: "Certificate authorities (PEM) to trust for HTTPS\ninstead of the system's"}},
+	{arg: "ip[:port],...", flag: &cli.StringFlag{Name: "nameserver", Category: sectionOptional,
+		Usage: "DNS servers to use (default: the system's,\nelse Android's net.dns1/net.dns2).\nEnvironment: DOWNLOAD_NAMESERVER"}},
+	{flag: &cli.BoolFlag{Name: "flush-cache", Category: sectionOptional,
+		Usage: "Flush the local copy (if present)"}},
+	{flag: &cli.BoolFlag{Name: "force-cache", Category: sectionOptional,
+		Usage: "Force the use of the local copy even if expired"}},
+	{flag: &cli.BoolFlag{Name: "verbose", Category: sectionOptional,
+		Usage: "Print more information about what is happening"}},
+	{flag: &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Category: sectionOptional,
+		Usage: "Print only errors, warnings and the create message"}},
+
+	{arg: "name", flag: &cli.StringFlag{Name: "name", Category: sectionInternal,
+		Usage: "The container name"}},
+	{arg: "path", flag: &cli.StringFlag{Name: "path", TakesFile: true, Category: sectionInternal,
+		Usage: "The path to the container"}},
+	{arg: "rootfs", flag: &cli.StringFlag{Name: "rootfs", TakesFile: true, Category: sectionInternal,
+		Usage: "The path to the container's rootfs\n(alone: unpack the image there, write no LXC config)"}},
+	{arg: "map", flag: &cli.StringFlag{Name: "mapped-uid", Category: sectionInternal,
+		Usage: "A uid map (user namespaces)"}},
+	{arg: "map", flag: &cli.StringFlag{Name: "mapped-gid", Category: sectionInternal,
+		Usage: "A gid map (user namespaces)"}},
+}
+
+// environment are the variables the template run's usage lists, with the
+// text it prints for each (broken into lines where it breaks it).
+var environment = []struct{ names, usage string }{
+	{"LXC_CACHE_PATH", "Cache directory (default: /var/cache/lxc, or\n$HOME/.cache/lxc in an unprivileged user namespace)"},
+	{"DOWNLOAD_KEYSERVER", "Keyserver, overridden by --keyserver"},
+	{"DOWNLOAD_NAMESERVER", "DNS servers, overridden by --nameserver"},
+	{"LXC_DOWNLOAD_IDLE_TIMEOUT", "How long a download may receive nothing before\nit is retried (default: 30s)"},
+	{"LXC_TEMPLATE_CONFIG, LXC_HOOK_DIR", "LXC's config and hook directories"},
+	{"http_proxy, https_proxy, no_proxy", "Proxies for HTTP and HTTPS"},
+	{"SSL_CERT_FILE, SSL_CERT_DIR", "Certificate authorities instead of the system's"},
+}
+
+// templateFlags are the urfave/cli flags of the template run.
+func templateFlags() []cli.Flag {
+	flags := make([]cli.Flag, len(templateOptions))
+	for i, o := range templateOptions {
+		flags[i] = o.flag
+	}
+	return flags
+}
+
+// oneLine is f with its usage on one line, for the places that print it so
+// (the commands' help, completion), and the same otherwise. Only the
+// template's own flags carry line breaks.
+func oneLine(f cli.Flag) cli.Flag {
+	join := func(s string) string { return strings.Join(strings.Fields(s), " ") }
+	switch f := f.(type) {
+	case *cli.StringFlag:
+		c := *f
+		c.Usage = join(c.Usage)
+		return &c
+	case *cli.BoolFlag:
+		c := *f
+		c.Usage = join(c.Usage)
+		c.DisableDefaultText = true
+		return &c
+	}
+	return f
+}
+
+// templateFlag returns the template run's flag called name, on one line,
+// for a command that takes the same option.
+func templateFlag(name string) cli.Flag {
+	for _, o := range templateOptions {
+		if o.flag.Names()[0] == name {
+			return oneLine(o.flag)
+		}
+	}
+	panic("no template option " + name)
+}
+
+// flagValues is what optionsFrom reads: a *cli.Context.
+type flagValues interface {
+	Bool(name string) bool
+	String(name string) string
+	IsSet(name string) bool
+}
+
+// optionsFrom turns parsed flags into Options, checking what can be checked
+// without touching the system. A flag the command does not define reads as
+// its zero value.
+func optionsFrom(c flagValues, s IO) (Options, error) {
+	o := Options{
+		List:       c.Bool("list"),
+		Format:     c.String("format"),
+		Dist:       c.String("dist"),
+		Release:    c.String("release"),
+		Arch:       c.String("arch"),
+		Variant:    c.String("variant"),
+		VariantSet: c.IsSet("variant"),
+		Server:     c.String("server"),
+		KeyID:      c.String("keyid"),
+		Keyserver:  c.String("keyserver"),
+		Keyring:    c.String("keyring"),
+		CACert:     c.String("ca-cert"),
+		Validate:   !c.Bool("no-validate"),
+		FlushCache: c.Bool("flush-cache"),
+		ForceCache: c.Bool("force-cache"),
+		Verbose:    c.Bool("verbose"),
+		Quiet:      c.Bool("quiet"),
+		Name:       c.String("name"),
+		Path:       c.String("path"),
+		Rootfs:     c.String("rootfs"),
+		MappedUID:  -1,
+		MappedGID:  -1,
+		CachePath:  s.getenv("LXC_CACHE_PATH"),
+		Home:       s.getenv("HOME"),
+	}
+	if o.Keyserver == "" {
+		o.Keyserver = s.getenv("DOWNLOAD_KEYSERVER")
+	}
+	ns := c.String("nameserver")
+	if ns == "" {
+		ns = s.getenv("DOWNLOAD_NAMESERVER")
+	}
+	for _, n := range strings.FieldsFunc(ns, func(r rune) bool { return r == ',' || r == ' ' }) {
+		if _, err := fetch.ParseNameserver(n); err != nil {
+			return o, usageErrorf("--nameserver: %v", err)
+		}
+		o.Nameservers = append(o.Nameservers, n)
+	}
+	var err error
+	if o.MappedUID, err = mappedID("mapped-uid", c.String("mapped-uid")); err != nil {
+		return o, err
+	}
+	if o.MappedGID, err = mappedID("mapped-gid", c.String("mapped-gid")); err != nil {
+		return o, err
+	}
+	if o.Format != "text" && o.Format != "json" {
+		return o, usageErrorf("--format must be text or json, not %q", o.Format)
+	}
+	if o.Variant == "" {
+		return o, usageErrorf("--variant must not be empty")
+	}
+	if o.Server == "" {
+		return o, usageErrorf("--server must not be empty")
+	}
+	if o.Verbose && o.Quiet {
+		return o, usageErrorf("--verbose and --quiet exclude each other")
+	}
+	if o.FlushCache && o.ForceCache {
+		return o, usageErrorf("--flush-cache and --force-cache exclude each other")
+	}
+	return o, nil
+}
+
+// checkContainerArgs checks that a template run has something to create: the
+// container lxc-create passes (--name, --path and --rootfs), or a rootfs
+// alone. A person who typed part of a template run learns what is missing,
+// and where a command does what they may have meant.
+func checkContainerArgs(o Options) error {
+	if o.List || o.Rootfs != "" || o.Name != "" || o.Path != "" {
+		if !o.List && !o.standalone() && (o.Name == "" || o.Path == "" || o.Rootfs == "") {
+			return errNoContainer
+		}
+		return nil
+	}
+	switch {
+	case o.FlushCache:
+		return errors.New("--flush-cache without a container: to remove cached images, run lxc-download cache flush -d DIST [-r RELEASE] [-a ARCH], or cache flush --all")
+	case o.Dist != "" && o.Release == "":
+		return fmt.Errorf("-d %s needs -r RELEASE, and --rootfs DIR to unpack the image there (lxc-create passes its own); to see the releases: lxc-download --list -d %s", o.Dist, o.Dist)
+	case o.Dist != "":
+		return fmt.Errorf("nowhere to unpack %s %s: pass --rootfs DIR, or create a container with lxc-create -t download", o.Dist, o.Release)
+	}
+	return errNoContainer
+}
+
+// errNoContainer is the shell template's message for a run without the
+// arguments lxc-create passes.
+var errNoContainer = errors.New("Please pass the name, path, and rootfs for the container")
+
+// mappedID parses a --mapped-uid/--mapped-gid value; empty and -1 both mean
+// "no map", as in the shell template.
+func mappedID(flag, v string) (int, error) {
+	if v == "" || v == "-1" {
+		return -1, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return -1, usageErrorf("--%s must be a numeric id or -1, not %q", flag, v)
+	}
+	return int(n), nil
 }
 
 // standalone reports whether the run only unpacks an image into Rootfs,

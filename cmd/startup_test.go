@@ -29,8 +29,9 @@ func TestSignalsOnlyForARun(t *testing.T) {
 		{"--help", "no"},
 		{"--no-such-option", "no"},
 		{"--format=yaml --list", "no"},
-		// Run fails at once (no --name/--path/--rootfs), but it was run.
-		{"-d debian -r bookworm -a amd64", "yes"},
+		{"-d debian -r bookworm -a amd64", "no"},
+		// Run fails at once (no such rootfs), but it was run.
+		{"--name c1 --path /nonexistent --rootfs /nonexistent/rootfs -d debian -r bookworm -a amd64", "yes"},
 	}
 	var lists []string
 	for _, c := range cases {

@@ -1,57 +1,149 @@
 package cmd
 
-// usageText is what --help prints. It keeps the shell template's layout
-// (people and scripts know it) and adds this program's own options; the man
-// page man/lxc-download.1 documents the same options and a test keeps the
-// two in step.
-const usageText = `LXC container image downloader
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
 
-Special arguments:
-[ -h | --help ]: Print this help message and exit
-[ -l | --list ]: List all available images and exit
-[ --format <text|json> ]: Output format of --list (default: "text")
+	"github.com/urfave/cli/v2"
+)
 
-Required arguments:
-[ -d | --dist <distribution> ]: The name of the distribution
-[ -r | --release <release> ]: Release name/version
-[ -a | --arch <architecture> ]: Architecture of the container
-                                (default with -d and -r: this host's)
+// templateUsage is what --help prints: the shell template's layout (people,
+// scripts and LuCI know it, and it stays as it was byte for byte), made
+// from templateOptions and environment, as the man page is.
+func templateUsage() string {
+	var b strings.Builder
+	b.WriteString("LXC container image downloader\n")
+	section := ""
+	for _, o := range templateOptions {
+		cf := o.flag.(cli.CategorizableFlag)
+		if !cf.IsVisible() {
+			continue
+		}
+		if cf.GetCategory() != section {
+			section = cf.GetCategory()
+			fmt.Fprintf(&b, "\n%s:\n", section)
+		}
+		prefix := "[ " + strings.Join(typedNames(o.flag), " | ")
+		if o.arg != "" {
+			prefix += " <" + o.arg + ">"
+		}
+		writeHanging(&b, prefix+" ]: ", usageWithDefault(o.flag))
+	}
+	b.WriteString("\nEnvironment variables:\n")
+	for _, e := range environment {
+		writeHanging(&b, e.names+": ", e.usage)
+	}
+	return b.String()
+}
 
-Optional arguments:
-[ --variant <variant> ]: Variant of the image (default: "default")
-[ --server <server> ]: Image server (default: "images.linuxcontainers.org")
-[ --keyid <keyid> ]: Fingerprint of the key that must have signed the images
-                     (default: the image server's built-in key)
-[ --keyserver <keyserver> ]: Keyserver to fetch --keyid from (hkp://, hkps://
-                             or https://). Environment: DOWNLOAD_KEYSERVER
-[ --keyring <file> ]: OpenPGP public keys (armored or binary) to trust
-[ --no-validate ]: Disable signature validation (not recommended)
-[ --ca-cert <file> ]: Certificate authorities (PEM) to trust for HTTPS
-                      instead of the system's
-[ --nameserver <ip[:port],...> ]: DNS servers to use (default: the system's,
-                                  else Android's net.dns1/net.dns2).
-                                  Environment: DOWNLOAD_NAMESERVER
-[ --flush-cache ]: Flush the local copy (if present)
-[ --force-cache ]: Force the use of the local copy even if expired
-[ --verbose ]: Print more information about what is happening
-[ -q | --quiet ]: Print only errors, warnings and the create message
+// typedNames are f's names as typed, the one-letter ones first: -d, --dist.
+func typedNames(f cli.Flag) []string {
+	names := append([]string(nil), f.Names()...)
+	sort.SliceStable(names, func(i, j int) bool { return len(names[i]) == 1 && len(names[j]) > 1 })
+	for i, n := range names {
+		if len(n) == 1 {
+			names[i] = "-" + n
+		} else {
+			names[i] = "--" + n
+		}
+	}
+	return names
+}
 
-LXC internal arguments (do not pass manually!):
-[ --name <name> ]: The container name
-[ --path <path> ]: The path to the container
-[ --rootfs <rootfs> ]: The path to the container's rootfs
-                       (alone: unpack the image there, write no LXC config)
-[ --mapped-uid <map> ]: A uid map (user namespaces)
-[ --mapped-gid <map> ]: A gid map (user namespaces)
+// usageWithDefault is f's usage followed by its default value, if it has
+// one, the way urfave/cli's help shows it.
+func usageWithDefault(f cli.Flag) string {
+	df := f.(cli.DocGenerationFlag)
+	u := df.GetUsage()
+	if _, isBool := f.(*cli.BoolFlag); !isBool && df.GetDefaultText() != "" {
+		u += " (default: " + df.GetDefaultText() + ")"
+	}
+	return u
+}
 
-Environment variables:
-LXC_CACHE_PATH: Cache directory (default: /var/cache/lxc, or
-                $HOME/.cache/lxc in an unprivileged user namespace)
-DOWNLOAD_KEYSERVER: Keyserver, overridden by --keyserver
-DOWNLOAD_NAMESERVER: DNS servers, overridden by --nameserver
-LXC_DOWNLOAD_IDLE_TIMEOUT: How long a download may receive nothing before
-                           it is retried (default: 30s)
-LXC_TEMPLATE_CONFIG, LXC_HOOK_DIR: LXC's config and hook directories
-http_proxy, https_proxy, no_proxy: Proxies for HTTP and HTTPS
-SSL_CERT_FILE, SSL_CERT_DIR: Certificate authorities instead of the system's
-`
+// writeHanging writes prefix and text, the lines of text after the first
+// indented to line up under the first.
+func writeHanging(b *strings.Builder, prefix, text string) {
+	lines := strings.Split(text, "\n")
+	b.WriteString(prefix + lines[0] + "\n")
+	for _, l := range lines[1:] {
+		b.WriteString(strings.Repeat(" ", len(prefix)) + l + "\n")
+	}
+}
+
+// writeOverview is the help of the program as a whole: what
+// "lxc-download help" prints.
+func writeOverview(w io.Writer, app *cli.App) {
+	fmt.Fprintf(w, "NAME:\n   %s - %s\n\nUSAGE:\n%s\n", app.Name, app.Usage, indent(app.UsageText))
+	fmt.Fprintf(w, "DESCRIPTION:\n%s\n", indent(app.Description))
+	writeCommandList(w, app.Commands)
+	fmt.Fprintf(w, "Run '%s COMMAND --help' for the usage of a command, and '%s --help'\nfor the options of the template run.\n", app.Name, app.Name)
+}
+
+// writeCommandHelp is the help of the command at path ("lxc-download",
+// "cache", "flush"), in urfave/cli's layout.
+func writeCommandHelp(w io.Writer, path []string, c *cli.Command) {
+	fmt.Fprintf(w, "NAME:\n   %s - %s\n\nUSAGE:\n%s\n", strings.Join(path, " "), c.Usage, indent(commandUsage(path, c)))
+	if c.Description != "" {
+		fmt.Fprintf(w, "DESCRIPTION:\n%s\n", indent(c.Description))
+	}
+	if len(c.Subcommands) > 0 {
+		writeCommandList(w, c.Subcommands)
+		return
+	}
+	fmt.Fprintf(w, "OPTIONS:\n")
+	tw := tabwriter.NewWriter(w, 1, 8, 2, ' ', 0)
+	for _, f := range append(append([]cli.Flag(nil), c.Flags...), helpFlag) {
+		if vf, ok := f.(cli.VisibleFlag); ok && !vf.IsVisible() {
+			continue
+		}
+		fmt.Fprintf(tw, "   %s\n", cli.FlagStringer(f))
+	}
+	tw.Flush()
+}
+
+// commandUsage is the usage line of the command at path.
+func commandUsage(path []string, c *cli.Command) string {
+	if c.UsageText != "" {
+		return c.UsageText
+	}
+	u := strings.Join(path, " ")
+	if len(c.Subcommands) > 0 {
+		return u + " COMMAND [OPTIONS]"
+	}
+	u += " [OPTIONS]"
+	if c.ArgsUsage != "" {
+		u += " " + c.ArgsUsage
+	}
+	return u
+}
+
+// writeCommandList lists commands with their usage.
+func writeCommandList(w io.Writer, cmds []*cli.Command) {
+	fmt.Fprintf(w, "COMMANDS:\n")
+	tw := tabwriter.NewWriter(w, 1, 8, 2, ' ', 0)
+	for _, c := range cmds {
+		if !c.Hidden {
+			fmt.Fprintf(tw, "   %s\t%s\n", c.Name, c.Usage)
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+}
+
+// indent indents each line of text by three spaces and ends it with a
+// newline.
+func indent(text string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		if l == "" {
+			b.WriteString("\n")
+			continue
+		}
+		b.WriteString("   " + l + "\n")
+	}
+	return b.String()
+}
