@@ -24,6 +24,8 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/lxc/lxc-download/compat"
 )
 
 // IO is where a run reads answers and writes its messages. Tests give it
@@ -127,7 +129,7 @@ func runTemplate(args []string, s IO) int {
 	// that takes a thread of its own, which --help and a mistyped option
 	// have no use for (until then nothing is written, so being killed
 	// outright is harmless).
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer stop()
 	if err := Run(ctx, opts, s); err != nil {
 		report(s, err, "")
@@ -146,6 +148,14 @@ func report(s IO, err error, usage string) {
 	fmt.Fprintf(s.Stderr, "ERROR: %s\n", msg)
 	if errors.Is(err, errUsage) {
 		fmt.Fprint(s.Stderr, usage)
+	}
+	// What is on offer, after an image that is not: lines of their own,
+	// not errors.
+	var hinted interface{ Hints() []string }
+	if errors.As(err, &hinted) {
+		for _, h := range hinted.Hints() {
+			fmt.Fprintln(s.Stderr, compat.PrintableLine(h))
+		}
 	}
 }
 

@@ -121,7 +121,7 @@ func TestParseErrors(t *testing.T) {
 		"bad nameserver":   {[]string{"-l", "--nameserver", "dns.example"}, `ERROR: --nameserver: invalid nameserver "dns.example": want an IP address, IP:PORT or [IPv6]:PORT`},
 		"no name and path": {[]string{"--name=c1", "-d", "debian", "-r", "x", "-a", "amd64"}, "ERROR: Please pass the name, path, and rootfs for the container"},
 		"nothing":          {nil, "ERROR: Please pass the name, path, and rootfs for the container"},
-		"ambiguous":        {[]string{"-l", "--ke", "x"}, "ERROR: option --ke is ambiguous; possibilities: --keyid --keyring --keyserver"},
+		"ambiguous":        {[]string{"-l", "--ke", "x"}, "ERROR: option --ke is ambiguous; possibilities: --keep-free --keyid --keyring --keyserver"},
 		"ambiguous =":      {[]string{"-l", "--r=x"}, "ERROR: option --r is ambiguous; possibilities: --release --rootfs"},
 		"unknown prefixed": {[]string{"-l", "--bogus=1"}, "ERROR: unknown option --bogus"},
 		"unknown in group": {[]string{"-lz"}, "ERROR: unknown option -z in -lz"},

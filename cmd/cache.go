@@ -15,10 +15,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/urfave/cli/v2"
 
 	"github.com/lxc/lxc-download/cache"
 	"github.com/lxc/lxc-download/compat"
+	"github.com/lxc/lxc-download/fetch"
 )
 
 // cacheCommand is `lxc-download cache`: look at and look after the local
@@ -42,10 +44,10 @@ func cacheCommand(s IO) *cli.Command {
 			},
 			{
 				Name:  "verify",
-				Usage: "Check each cached image against what it was stored with",
-				Flags: append(cacheImageFlags(), formatFlag()),
+				Usage: "Check each cached image again: its signed sums or signatures, and every byte of its tarballs",
+				Flags: append(cacheImageFlags(), templateFlag("keyring"), formatFlag()),
 				Action: func(c *cli.Context) error {
-					return cacheAction(c, s, func(st cacheOp) error { return st.verify() })
+					return cacheAction(c, s, func(st cacheOp) error { return st.verify(c.String("keyring")) })
 				},
 			},
 			{
@@ -157,9 +159,12 @@ type cachedImage struct {
 	Fetched *time.Time `json:"fetched,omitempty"`
 	Expires *time.Time `json:"expires,omitempty"`
 	Expired bool       `json:"expired"`
-	// Status: "verified" (the rootfs matches the size and SHA256 recorded
-	// when it was stored), "unrecorded" (stored by the shell template,
-	// which records nothing to check), "damaged", "incomplete" (only a
+	// Status: "verified" (stored after verification, with the evidence
+	// it was verified with; verify checks that evidence and every byte
+	// again), "unverified" (stored by a run with --no-validate),
+	// "damaged" (not usable: no record, as for the shell template's
+	// entries, a record or file that does not match, or, for verify,
+	// evidence or bytes that do not verify), "incomplete" (only a
 	// leftover download), or "in use" (another run holds it).
 	Status  string `json:"status"`
 	Problem string `json:"problem,omitempty"`
@@ -268,10 +273,10 @@ func (op cacheOp) inspect(img *cachedImage, fn func(*cache.Entry) error) error {
 		return err
 	}
 	switch {
-	case e != nil && e.RootfsSHA256 != "":
+	case e != nil && e.Trust.Verified:
 		img.Status = "verified"
 	case e != nil:
-		img.Status = "unrecorded"
+		img.Status = "unverified"
 	case why.Len() > 0:
 		img.Status = "damaged"
 		img.Problem = strings.TrimSpace(strings.ReplaceAll(why.String(), "WARNING: ", ""))
@@ -282,12 +287,12 @@ func (op cacheOp) inspect(img *cachedImage, fn func(*cache.Entry) error) error {
 		img.Build = e.BuildID
 		fetched := e.Fetched.UTC()
 		img.Fetched = &fetched
-		if fi, err := os.Stat(e.Rootfs()); err == nil {
-			img.Size = fi.Size()
-		}
+		img.Size = e.RootfsSize
 		expires := fetched.Add(cache.MaxAge)
-		if exp, ok, err := e.Meta(op.mode).Expiry(); err == nil && ok && exp.Before(expires) {
-			expires = exp.UTC()
+		if data, ok := e.MetaFiles().Relevant("expiry", op.mode); ok {
+			if exp, err := compat.ParseExpiry(data); err == nil && exp.Before(expires) {
+				expires = exp.UTC()
+			}
 		}
 		img.Expires = &expires
 		img.Expired = !op.now.Before(expires)
@@ -309,23 +314,43 @@ func (op cacheOp) list() error {
 	return op.report(imgs, false)
 }
 
-// verify checks every chosen image, and fails when one does not verify.
-//
-// Today an entry records the size and SHA256 of its rootfs.tar.xz, which
-// cache.Lookup checks; what the signature covered is not kept, so it is not
-// checked again here.
-func (op cacheOp) verify() error {
+// verify checks every chosen image again, as a template run does before
+// it uses one, but whole: the evidence kept in its record (signed
+// SHA256SUMS or the files' signatures) must verify with the built-in key
+// or the keys of keyring and vouch for the meta tarball and for every byte
+// of the rootfs tarball. It fails when one does not verify.
+func (op cacheOp) verify(keyring string) error {
+	var kr openpgp.EntityList
+	var err error
+	if keyring != "" {
+		kr, err = fetch.ReadKeyring(keyring)
+	} else {
+		kr, err = fetch.BuiltinKeyring()
+	}
+	if err != nil {
+		return err
+	}
 	imgs, err := op.keys()
 	if err != nil {
 		return err
 	}
 	var failed []string
 	for i := range imgs {
-		if err := op.inspect(&imgs[i], func(*cache.Entry) error { return nil }); err != nil {
+		img := &imgs[i]
+		err := op.inspect(img, func(e *cache.Entry) error {
+			if e == nil || img.Status != "verified" {
+				return nil
+			}
+			if err := recheckEntry(kr, e); err != nil {
+				img.Status, img.Problem = "damaged", err.Error()
+			}
+			return nil
+		})
+		if err != nil {
 			return err
 		}
-		if imgs[i].Status == "damaged" {
-			failed = append(failed, imgs[i].name())
+		if img.Status != "verified" && img.Status != "in use" {
+			failed = append(failed, img.name())
 		}
 	}
 	if err := op.report(imgs, false); err != nil {
@@ -333,6 +358,39 @@ func (op cacheOp) verify() error {
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%d of %d cached images failed verification: %s", len(failed), len(imgs), strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// recheckEntry verifies the entry e again with the keys kr: its evidence,
+// its meta tarball, and its rootfs tarball read to the end.
+func recheckEntry(kr openpgp.EntityList, e *cache.Entry) error {
+	ev := fetch.Evidence{SHA256SUMS: e.Trust.SHA256SUMS, SHA256SUMSSig: e.Trust.SHA256SUMSSig, Signatures: e.Trust.Signatures}
+	check, err := fetch.Recheck(kr, ev, fetch.MetaFile, e.MetaSHA256)
+	if err == nil && check != nil {
+		check.Write(e.MetaTarball())
+		err = check.Finish()
+	}
+	if err != nil {
+		return err
+	}
+	if check, err = fetch.Recheck(kr, ev, fetch.RootfsFile, e.RootfsSHA256); err != nil {
+		return err
+	}
+	rootfs, err := e.OpenRootfs()
+	if err != nil {
+		return err
+	}
+	defer rootfs.Close()
+	var w io.Writer = io.Discard
+	if check != nil {
+		w = check
+	}
+	if _, err := io.Copy(w, rootfs); err != nil {
+		return err
+	}
+	if check != nil {
+		return check.Finish()
 	}
 	return nil
 }

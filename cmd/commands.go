@@ -93,7 +93,7 @@ func runAction(app *cli.App, c *cli.Command, path, args []string, s IO) int {
 		return 0
 	}
 	ctx.Command = c
-	sig, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	sig, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer stop()
 	ctx.Context = sig
 	err = c.Action(ctx)

@@ -222,9 +222,12 @@ func TestCacheListVerify(t *testing.T) {
 	if only, r := cacheJSON(t, e, "list", "-dalpine"); len(only) != 1 || only[0].Dist != "alpine" {
 		t.Errorf("cache list -dalpine:\n%s", r)
 	}
-	if r := e.runRaw("cache", "verify"); r.code != 0 || r.stderr != "" {
+	if r := e.runRaw("cache", "verify", "--keyring", e.srv.KeyFile); r.code != 0 || r.stderr != "" {
 		t.Errorf("cache verify:\n%s", r)
 	}
+	// The images were signed by the test server's key, not the built-in
+	// one: their evidence proves nothing to a run that trusts only that.
+	e.mustFail(e.runRaw("cache", "verify"), "2 of 2 cached images failed verification")
 
 	// A rootfs changed after it was stored fails verification; the other
 	// entry still verifies.
@@ -234,16 +237,16 @@ func TestCacheListVerify(t *testing.T) {
 	if err := os.WriteFile(p, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	got, r = cacheJSON(t, e, "verify")
+	got, r = cacheJSON(t, e, "verify", "--keyring", e.srv.KeyFile)
 	e.mustFail(r, "1 of 2 cached images failed verification: debian/bookworm/amd64/default")
 	if len(got) != 2 || got[1].Status != "damaged" || !strings.Contains(got[1].Problem, "does not match the SHA256 recorded") || got[0].Status != "verified" {
 		t.Errorf("cache verify: %+v", got)
 	}
-	text = e.runRaw("cache", "verify")
+	text = e.runRaw("cache", "verify", "--keyring", e.srv.KeyFile)
 	if !strings.Contains(text.stdout, "damaged: ") {
 		t.Errorf("cache verify:\n%s", text)
 	}
-	if r := e.runRaw("cache", "verify", "-d", "alpine"); r.code != 0 {
+	if r := e.runRaw("cache", "verify", "-d", "alpine", "--keyring", e.srv.KeyFile); r.code != 0 {
 		t.Errorf("cache verify -d alpine (intact):\n%s", r)
 	}
 	e.mustFail(e.runRaw("cache", "list", "extra"), `list takes no arguments, not "extra"`)
@@ -289,8 +292,9 @@ func TestCachePruneFlush(t *testing.T) {
 	if _, err := os.Stat(e.cacheDir()); !os.IsNotExist(err) {
 		t.Errorf("debian is still cached: %v", err)
 	}
-	// An expired entry goes without --older-than.
-	os.WriteFile(filepath.Join(alpineDir, "expiry"), []byte(fmt.Sprint(time.Now().Add(-time.Hour).Unix())), 0o644)
+	// An expired entry goes without --older-than (past the cache's cap of
+	// 30 days; the image's own expiry is inside its kept meta tarball).
+	expire(t, alpineDir)
 	if got, r = cacheJSON(t, e, "list"); len(got) != 1 || !got[0].Expired {
 		t.Errorf("list of an expired entry: %+v\n%s", got, r)
 	}

@@ -60,16 +60,7 @@ type store struct {
 
 // cacheRoot is $LXC_CACHE_PATH, else the system or per-user default.
 func (r *run) cacheRoot() (string, error) {
-	if r.o.CachePath != "" {
-		return r.o.CachePath, nil
-	}
-	if r.ns.CacheTarget() == compat.System {
-		return filepath.Join(LocalStateDir, "cache", "lxc"), nil
-	}
-	if r.o.Home == "" {
-		return "", errors.New("HOME is not set: cannot place the user cache (set LXC_CACHE_PATH)")
-	}
-	return filepath.Join(r.o.Home, ".cache", "lxc"), nil
+	return cacheRootFor(r.o.CachePath, r.o.Home, r.ns)
 }
 
 // openStore sets up the cache for the image. A cache that is not safe to
@@ -121,9 +112,12 @@ func (r *run) obtain(ctx context.Context) (*image, error) {
 	}
 	unlock, err := st.Lock(ctx, st.key)
 	if err != nil {
-		if errors.Is(err, cache.ErrUntrusted) {
+		switch {
+		case errors.Is(err, cache.ErrUntrusted):
 			r.noCache(st, err)
 			return r.refresh(ctx, st, nil)
+		case errors.Is(err, cache.ErrLockTimeout):
+			return nil, fmt.Errorf("%w (--wait sets how long to wait)", err)
 		}
 		return nil, err
 	}

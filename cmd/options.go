@@ -142,6 +142,18 @@ var templateOptions = []templateOption{
 		Usage: "Print more information about what is happening"}},
 	{flag: &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Category: sectionOptional,
 		Usage: "Print only errors, warnings and the create message"}},
+	{flag: &cli.BoolFlag{Name: "allow-downgrade", Category: sectionOptional,
+		Usage: "Accept an index or build older than one seen before"}},
+	{arg: "age", flag: &cli.StringFlag{Name: "max-index-age", Category: sectionOptional,
+		Usage: "Refuse an index signed longer ago (default: 14d;\noff: any age)"}},
+	{arg: "duration", flag: &cli.StringFlag{Name: "wait", Category: sectionOptional,
+		Usage: "How long to wait for another run on the same\nimage (default: 10m)"}},
+	{arg: "size", flag: &cli.StringFlag{Name: "max-rootfs-size", Category: sectionOptional,
+		Usage: "Largest rootfs.tar.xz to download (default: 8G)"}},
+	{arg: "size", flag: &cli.StringFlag{Name: "max-meta-size", Category: sectionOptional,
+		Usage: "Largest meta.tar.xz to download (default: 64M)"}},
+	{arg: "size", flag: &cli.StringFlag{Name: "keep-free", Category: sectionOptional,
+		Usage: "Free space a download leaves (default: the lesser\nof 256M and 5% of the filesystem; off: none)"}},
 
 	{arg: "name", flag: &cli.StringFlag{Name: "name", Category: sectionInternal,
 		Usage: "The container name"}},
@@ -278,7 +290,78 @@ func optionsFrom(c flagValues, s IO) (Options, error) {
 	if o.FlushCache && o.ForceCache {
 		return o, usageErrorf("--flush-cache and --force-cache exclude each other")
 	}
+	o.AllowDowngrade = c.Bool("allow-downgrade")
+	if o.MaxIndexAge, err = parseDuration("max-index-age", c.String("max-index-age"), true); err != nil {
+		return o, err
+	}
+	if o.LockTimeout, err = parseDuration("wait", c.String("wait"), false); err != nil {
+		return o, err
+	}
+	if o.MaxRootfsSize, err = parseSize("max-rootfs-size", c.String("max-rootfs-size"), false); err != nil {
+		return o, err
+	}
+	if o.MaxMetaSize, err = parseSize("max-meta-size", c.String("max-meta-size"), false); err != nil {
+		return o, err
+	}
+	if o.DiskReserve, err = parseSize("keep-free", c.String("keep-free"), true); err != nil {
+		return o, err
+	}
+	if o.Server != "" {
+		// A bad server is said before anything goes to the network.
+		if _, err := fetch.ParseServer(o.Server); err != nil {
+			return o, usageErrorf("%v", err)
+		}
+	}
 	return o, nil
+}
+
+// parseDuration reads the value of --flag: a Go duration (36h, 90m) or a
+// number of days (14d); "off", where allowed, is -1 (no limit). Empty is 0:
+// the default.
+func parseDuration(flag, s string, offOK bool) (time.Duration, error) {
+	switch {
+	case s == "":
+		return 0, nil
+	case s == "off" && offOK:
+		return -1, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.ParseUint(days, 10, 16); err == nil && n > 0 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	} else if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return d, nil
+	}
+	off := ""
+	if offOK {
+		off = " or off"
+	}
+	return 0, usageErrorf("--%s must be a duration such as 14d, 36h or 90m%s, not %q", flag, off, s)
+}
+
+// parseSize reads the value of --flag: bytes, or a number with a K, M, G
+// or T suffix (powers of 1024); "off", where allowed, is -1. Empty is 0:
+// the default.
+func parseSize(flag, s string, offOK bool) (int64, error) {
+	switch {
+	case s == "":
+		return 0, nil
+	case s == "off" && offOK:
+		return -1, nil
+	}
+	num, shift := s, 0
+	if i := strings.IndexAny(s, "KMGTkmgt"); i == len(s)-1 || (i >= 0 && (s[i+1:] == "iB" || s[i+1:] == "B")) {
+		num, shift = s[:i], 10*(1+strings.IndexByte("KMGT", s[i]&^0x20))
+	}
+	n, err := strconv.ParseUint(num, 10, 63)
+	if err == nil && n > 0 && n <= uint64(1<<62)>>shift {
+		return int64(n) << shift, nil
+	}
+	off := ""
+	if offOK {
+		off = " or off"
+	}
+	return 0, usageErrorf("--%s must be a size such as 512M or 8G%s, not %q", flag, off, s)
 }
 
 // checkContainerArgs checks that a template run has something to create: the

@@ -886,7 +886,7 @@ func TestRobustDiskFull(t *testing.T) {
 	_, xz := bigRootfs(t)
 	const noSpace = "no space left on device"
 	// A download that would leave less than the reserve free stops first.
-	const reserve = "--disk-reserve"
+	const reserve = "--keep-free"
 
 	t.Run("cache", func(t *testing.T) {
 		t.Parallel()

@@ -79,14 +79,12 @@ func (r *run) warnOnce(key, format string, args ...any) {
 	fmt.Fprintf(r.s.Stderr, "WARNING: "+format+"\n", args...)
 }
 
-// checkArgs checks the arguments lxc-create must pass.
+// checkArgs checks the arguments lxc-create passes (that they are all
+// there is checked while parsing).
 func (r *run) checkArgs() error {
 	o := r.o
 	if o.List || o.standalone() {
 		return nil
-	}
-	if o.Name == "" || o.Path == "" || o.Rootfs == "" {
-		return errors.New("Please pass the name, path, and rootfs for the container")
 	}
 	// The name and paths become lines of the container's config (lxc.uts.name,
 	// lxc.mount.fstab, the templates' LXC_* words): a newline would inject

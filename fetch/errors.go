@@ -253,10 +253,10 @@ type DiskReserveError struct {
 
 func (e *DiskReserveError) Error() string {
 	if e.Need >= 0 {
-		return fmt.Sprintf("write %s: %d more bytes would leave less free space (%d bytes free) than the reserve of %s (%d bytes; --disk-reserve)",
+		return fmt.Sprintf("write %s: %d more bytes would leave less free space (%d bytes free) than the reserve of %s (%d bytes; --keep-free)",
 			e.File, e.Need, e.Free, roundBytes(e.Reserve), e.Reserve)
 	}
-	return fmt.Sprintf("write %s: free space fell to %d bytes, below the reserve of %s (%d bytes; --disk-reserve)",
+	return fmt.Sprintf("write %s: free space fell to %d bytes, below the reserve of %s (%d bytes; --keep-free)",
 		e.File, e.Free, roundBytes(e.Reserve), e.Reserve)
 }
 

@@ -162,7 +162,7 @@ func TestDiskReserve(t *testing.T) {
 		mountTmpfs(t, r.dir, 2<<20)
 		// The meta tarball fits, the rootfs never does.
 		_, err := r.fetch(r.client(func(o *fetch.Options) { o.DiskReserve = 3 << 19 }))
-		wantErr(t, err, "rootfs.tar.xz.partial: 1048576 more bytes would leave less free space", "than the reserve of 1.5 MiB (1572864 bytes; --disk-reserve)")
+		wantErr(t, err, "rootfs.tar.xz.partial: 1048576 more bytes would leave less free space", "than the reserve of 1.5 MiB (1572864 bytes; --keep-free)")
 		var dr *fetch.DiskReserveError
 		if !errors.As(err, &dr) || !errors.Is(err, syscall.ENOSPC) || fetch.IsUnreachable(err) {
 			t.Errorf("%#v", err)
@@ -178,7 +178,7 @@ func TestDiskReserve(t *testing.T) {
 		r.srv.EndlessBody(r.path("rootfs.tar.xz"), 0)
 		mountTmpfs(t, r.dir, 32<<20)
 		_, err := r.fetch(r.client())
-		wantErr(t, err, "rootfs.tar.xz.partial: free space fell to", "below the reserve of 1.6 MiB (1677721 bytes; --disk-reserve)")
+		wantErr(t, err, "rootfs.tar.xz.partial: free space fell to", "below the reserve of 1.6 MiB (1677721 bytes; --keep-free)")
 		var dr *fetch.DiskReserveError
 		if !errors.As(err, &dr) || dr.Free < dr.Reserve/2 {
 			t.Errorf("%#v", err)
@@ -199,7 +199,7 @@ func TestDiskReserve(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.checkFetched(img)
-		if w := r.warn.String(); !strings.Contains(w, "WARNING: Mirror "+m.Host+" failed to serve rootfs.tar.xz") || !strings.Contains(w, "--disk-reserve") {
+		if w := r.warn.String(); !strings.Contains(w, "WARNING: Mirror "+m.Host+" failed to serve rootfs.tar.xz") || !strings.Contains(w, "--keep-free") {
 			t.Errorf("warnings: %s", w)
 		}
 	})

@@ -163,7 +163,27 @@ read with getprop.
 	"force-cache": "The server is not asked.\n",
 	"verbose":     "Each URL is printed as it is fetched.\n",
 	"quiet":       "",
-	"name":        "Set by lxc-create.\n",
+	"allow-downgrade": `This host remembers, for each image and server, the newest build and the
+newest index signature it has seen; an index signed earlier, or one offering
+an older build, is refused as a replay or a stale mirror unless this is
+given. A downgrade allowed once does not lower what is remembered.
+`,
+	"max-index-age": `An index whose signature is older than this is refused: a server or mirror
+frozen in the past would hold back security fixes. A clock that is behind
+the signature (no battery-backed clock) does no harm.
+`,
+	"wait": `Runs for the same image take turns; a run that waits says so after two
+seconds, naming the process it waits for, and gives up after this long.
+`,
+	"max-rootfs-size": `Whatever the server or a mirror sends, no more is downloaded: a larger
+announced size is refused before reading, a longer body is cut off (a mirror
+is then replaced by the main server).
+`,
+	"max-meta-size": "As \\-\\-max\\-rootfs\\-size, for the meta tarball.\n",
+	"keep-free": `A download stops before the free space of its filesystem falls below
+this, and its partial file is removed.
+`,
+	"name": "Set by lxc-create.\n",
 	"path": `The directory holding the container's
 .IR config ;
 set by lxc-create.
