@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"reflect"
 	"slices"
 	"strconv"
@@ -313,15 +314,11 @@ func ParseStreams(data []byte) (*Streams, error) {
 	if !utf8.Valid(data) {
 		return nil, errors.New("streams: not valid UTF-8")
 	}
-	var doc struct {
-		ContentID *string                    `json:"content_id"`
-		DataType  *string                    `json:"datatype"`
-		Format    *string                    `json:"format"`
-		Updated   *string                    `json:"updated"`
-		Products  map[string]json.RawMessage `json:"products"`
-	}
-	if err := strictUnmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("streams: %w", err)
+	// One pass of encoding/json over the whole catalogue; only when it
+	// fails is it decoded again level by level, to say where.
+	var doc catalogueDoc
+	if err := strictUnmarshal(data, &doc); err != nil || !doc.complete() {
+		return nil, fmt.Errorf("streams: %w", locateStreamsError(data, err))
 	}
 	if doc.Format == nil || *doc.Format != "products:1.0" {
 		return nil, fmt.Errorf("streams: format is %s, want \"products:1.0\"", quoteOpt(doc.Format))
@@ -362,6 +359,112 @@ func ParseStreams(data []byte) (*Streams, error) {
 		s.Products = append(s.Products, p)
 	}
 	return s, nil
+}
+
+// catalogueDoc, productDoc, buildDoc and itemDoc are images.json as
+// decoded in one pass. Item fields stay raw: only those of the rootfs item
+// must be well formed.
+type catalogueDoc struct {
+	ContentID *string                `json:"content_id"`
+	DataType  *string                `json:"datatype"`
+	Format    *string                `json:"format"`
+	Updated   *string                `json:"updated"`
+	Products  map[string]*productDoc `json:"products"`
+}
+
+type productDoc struct {
+	Aliases      string                     `json:"aliases"`
+	Arch         string                     `json:"arch"`
+	OS           string                     `json:"os"`
+	Release      string                     `json:"release"`
+	ReleaseTitle string                     `json:"release_title"`
+	Variant      string                     `json:"variant"`
+	Requirements map[string]json.RawMessage `json:"requirements"`
+	Versions     map[string]*buildDoc       `json:"versions"`
+}
+
+type buildDoc struct {
+	Items map[string]*itemDoc `json:"items"`
+}
+
+type itemDoc struct {
+	FileType json.RawMessage `json:"ftype"`
+	Path     json.RawMessage `json:"path"`
+	SHA256   json.RawMessage `json:"sha256"`
+	Size     json.RawMessage `json:"size"`
+}
+
+// isRootfs reports whether the item is the LXC rootfs.
+func (it *itemDoc) isRootfs() bool {
+	if it == nil {
+		return false
+	}
+	if string(it.FileType) == `"`+RootfsFileType+`"` {
+		return true
+	}
+	// The same, with escapes.
+	var ftype string
+	return bytes.IndexByte(it.FileType, '\\') >= 0 && json.Unmarshal(it.FileType, &ftype) == nil && ftype == RootfsFileType
+}
+
+// complete reports whether no product or build is JSON null, which
+// decodes without an error but is not an object.
+func (d *catalogueDoc) complete() bool {
+	for _, p := range d.Products {
+		if p == nil {
+			return false
+		}
+		for _, b := range p.Versions {
+			if b == nil {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// locateStreamsError decodes a catalogue that did not decode in one pass
+// level by level, for an error that names the product and build where it
+// went wrong; failed is the error of the one pass, if it had one.
+func locateStreamsError(data []byte, failed error) error {
+	var top struct {
+		Products map[string]json.RawMessage `json:"products"`
+	}
+	if err := strictUnmarshal(data, &top); err != nil {
+		return err
+	}
+	keys := make([]string, 0, len(top.Products))
+	for key := range top.Products {
+		keys = append(keys, key)
+	}
+	slices.Sort(keys)
+	for _, key := range keys {
+		var p struct {
+			productDoc
+			Versions map[string]json.RawMessage `json:"versions"`
+		}
+		err := strictUnmarshal(top.Products[key], &p)
+		if err == nil {
+			ids := make([]string, 0, len(p.Versions))
+			for id := range p.Versions {
+				ids = append(ids, id)
+			}
+			slices.Sort(ids)
+			for _, id := range ids {
+				if err = locateBuildError(p.Versions[id]); err != nil {
+					err = fmt.Errorf("build %q: %w", PrintableLine(id), err)
+					break
+				}
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("product %q: %w", PrintableLine(key), err)
+		}
+	}
+	if failed == nil {
+		failed = errors.New("not a catalogue")
+	}
+	return failed
 }
 
 // strictUnmarshal is json.Unmarshal of one JSON value that must be an
@@ -455,23 +558,38 @@ func checkStreamsString(field, v string, limit int) error {
 	return nil
 }
 
-// parseProduct parses and checks one product.
-func parseProduct(key string, raw json.RawMessage) (Product, error) {
+// locateBuildError is the error of decoding one build, naming the item
+// at fault.
+func locateBuildError(data []byte) error {
+	var b buildDoc
+	err := strictUnmarshal(data, &b)
+	if err == nil {
+		return nil
+	}
+	var raw struct {
+		Items map[string]json.RawMessage `json:"items"`
+	}
+	if strictUnmarshal(data, &raw) != nil {
+		return err
+	}
+	names := make([]string, 0, len(raw.Items))
+	for name := range raw.Items {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		var it *itemDoc
+		if json.Unmarshal(raw.Items[name], &it) != nil {
+			return fmt.Errorf("item %q: not a JSON object", PrintableLine(name))
+		}
+	}
+	return err
+}
+
+// parseProduct checks one product and builds its model.
+func parseProduct(key string, doc *productDoc) (Product, error) {
 	parts, err := splitProductKey(key)
 	if err != nil {
-		return Product{}, err
-	}
-	var doc struct {
-		Aliases      string                     `json:"aliases"`
-		Arch         string                     `json:"arch"`
-		OS           string                     `json:"os"`
-		Release      string                     `json:"release"`
-		ReleaseTitle string                     `json:"release_title"`
-		Variant      string                     `json:"variant"`
-		Requirements map[string]json.RawMessage `json:"requirements"`
-		Versions     map[string]json.RawMessage `json:"versions"`
-	}
-	if err := strictUnmarshal(raw, &doc); err != nil {
 		return Product{}, err
 	}
 	p := Product{Key: key, Dist: parts[0], Release: parts[1], Arch: parts[2], Variant: parts[3],
@@ -511,8 +629,8 @@ func parseProduct(key string, raw json.RawMessage) (Product, error) {
 	if len(doc.Versions) > MaxProductBuilds {
 		return Product{}, fmt.Errorf("%d builds, more than the limit of %d", len(doc.Versions), MaxProductBuilds)
 	}
-	for id, raw := range doc.Versions {
-		b, err := parseBuild(id, raw)
+	for id, bd := range doc.Versions {
+		b, err := parseBuild(id, bd)
 		if err != nil {
 			return Product{}, fmt.Errorf("build %q: %w", PrintableLine(id), err)
 		}
@@ -573,16 +691,10 @@ func ValidBuildID(id string) bool {
 	return err == nil
 }
 
-// parseBuild parses and checks one version of a product.
-func parseBuild(id string, raw json.RawMessage) (Build, error) {
+// parseBuild checks one version of a product and builds its model.
+func parseBuild(id string, doc *buildDoc) (Build, error) {
 	if !ValidBuildID(id) {
 		return Build{}, errors.New("not a build id of the form YYYYMMDD_HH:MM")
-	}
-	var doc struct {
-		Items map[string]json.RawMessage `json:"items"`
-	}
-	if err := strictUnmarshal(raw, &doc); err != nil {
-		return Build{}, err
 	}
 	if len(doc.Items) > MaxBuildItems {
 		return Build{}, fmt.Errorf("%d items, more than the limit of %d", len(doc.Items), MaxBuildItems)
@@ -596,36 +708,27 @@ func parseBuild(id string, raw json.RawMessage) (Build, error) {
 	}
 	slices.Sort(names)
 	for _, name := range names {
-		var kind struct {
-			FileType any `json:"ftype"`
-		}
-		if json.Unmarshal(doc.Items[name], &kind) != nil || kind.FileType != RootfsFileType {
+		it := doc.Items[name]
+		if !it.isRootfs() {
 			b.Ignored++
 			continue
 		}
 		if b.Rootfs != nil {
 			return Build{}, fmt.Errorf("items %q and %q are both of ftype %s", b.Rootfs.Name, PrintableLine(name), RootfsFileType)
 		}
-		it, err := parseRootfsItem(id, name, doc.Items[name])
+		rootfs, err := parseRootfsItem(id, name, it)
 		if err != nil {
 			return Build{}, fmt.Errorf("item %q: %w", PrintableLine(name), err)
 		}
-		b.Rootfs = &it
-		b.Dir = "/" + strings.Trim(strings.TrimSuffix(it.Path, RootfsFile), "/") + "/"
+		b.Rootfs = &rootfs
+		b.Dir = "/" + strings.TrimPrefix(path.Dir(rootfs.Path), "/") + "/"
 	}
 	return b, nil
 }
 
-// parseRootfsItem parses and checks the LXC rootfs item of build id.
-func parseRootfsItem(id, name string, raw json.RawMessage) (Item, error) {
-	var doc struct {
-		Path   *string         `json:"path"`
-		SHA256 *string         `json:"sha256"`
-		Size   json.RawMessage `json:"size"`
-	}
-	if err := strictUnmarshal(raw, &doc); err != nil {
-		return Item{}, err
-	}
+// parseRootfsItem checks the LXC rootfs item of build id and builds its
+// model.
+func parseRootfsItem(id, name string, doc *itemDoc) (Item, error) {
 	it := Item{Name: name}
 	if err := checkStreamsString("item name", name, MaxIndexField); err != nil {
 		return Item{}, err
@@ -633,10 +736,9 @@ func parseRootfsItem(id, name string, raw json.RawMessage) (Item, error) {
 	if doc.SHA256 == nil {
 		return Item{}, errors.New("has no sha256")
 	}
-	if !isSHA256Hex(*doc.SHA256) {
-		return Item{}, fmt.Errorf("sha256 %q is not 64 lower-case hexadecimal digits", PrintableLine(*doc.SHA256))
+	if json.Unmarshal(doc.SHA256, &it.SHA256) != nil || !isSHA256Hex(it.SHA256) {
+		return Item{}, fmt.Errorf("sha256 %.80s is not 64 lower-case hexadecimal digits", PrintableLine(string(doc.SHA256)))
 	}
-	it.SHA256 = *doc.SHA256
 	if doc.Size == nil {
 		return Item{}, errors.New("has no size")
 	}
@@ -647,10 +749,15 @@ func parseRootfsItem(id, name string, raw json.RawMessage) (Item, error) {
 		return Item{}, fmt.Errorf("size %.40s is not a whole number of bytes from 0 to %d", PrintableLine(string(doc.Size)), int64(MaxItemSize))
 	}
 	it.Size = n
-	if doc.Path == nil || *doc.Path == "" {
+	if doc.Path == nil {
 		return Item{}, errors.New("has no path")
 	}
-	it.Path = *doc.Path
+	if json.Unmarshal(doc.Path, &it.Path) != nil {
+		return Item{}, fmt.Errorf("path %.80s is not a string", PrintableLine(string(doc.Path)))
+	}
+	if it.Path == "" {
+		return Item{}, errors.New("has no path")
+	}
 	if err := checkStreamsString("path", it.Path, MaxIndexPath); err != nil {
 		return Item{}, err
 	}
@@ -659,7 +766,7 @@ func parseRootfsItem(id, name string, raw json.RawMessage) (Item, error) {
 	}
 	// The rest of the build (meta.tar.xz, SHA256SUMS) is found next to
 	// the rootfs, in the directory named for the build.
-	segs := strings.Split(strings.Trim(it.Path, "/"), "/")
+	segs := strings.Split(strings.TrimPrefix(it.Path, "/"), "/")
 	if len(segs) < 2 || segs[len(segs)-1] != RootfsFile || segs[len(segs)-2] != id {
 		return Item{}, fmt.Errorf("path %q is not in the build's directory: want .../%s/%s", it.Path, id, RootfsFile)
 	}

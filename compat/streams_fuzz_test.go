@@ -188,11 +188,12 @@ func streamsFuzzSeeds(t testing.TB) map[string]map[string][]any {
 	bad["products"].(map[string]any)["x:y:z:w"].(map[string]any)["versions"].(map[string]any)["20261120_05:24"].(map[string]any)["items"].(map[string]any)["root.tar.xz"].(map[string]any)["path"] = "images/../x/20261120_05:24/rootfs.tar.xz"
 	return map[string]map[string][]any{
 		"FuzzParseStreams": {
-			"sample":      {sample},
-			"dotdot":      {mustJSON(t, bad)},
-			"minimal":     {[]byte(`{"format":"products:1.0","products":{"a:b:c:d":{"arch":"c","release":"b","variant":"d","aliases":"a/b,a/b/d","versions":{"20261120_05:24":{"items":{"r":{"ftype":"root.tar.xz","path":"i/20261120_05:24/rootfs.tar.xz","sha256":"` + sha("0") + `","size":0}}}}}}}`)},
-			"escapes":     {[]byte(`{"format":"products:1.0","products":{"a:b:c:d":{"arch":"c","release":"b","variant":"d","os":"\u001b]0;x\u0007","versions":{}}}}`)},
-			"wrong-types": {[]byte(`{"format":"products:1.0","products":{"a:b:c:d":{"arch":1,"versions":[]}}}`)},
+			"sample":         {sample},
+			"dotdot":         {mustJSON(t, bad)},
+			"minimal":        {[]byte(`{"format":"products:1.0","products":{"a:b:c:d":{"arch":"c","release":"b","variant":"d","aliases":"a/b,a/b/d","versions":{"20261120_05:24":{"items":{"r":{"ftype":"root.tar.xz","path":"i/20261120_05:24/rootfs.tar.xz","sha256":"` + sha("0") + `","size":0}}}}}}}`)},
+			"escapes":        {[]byte(`{"format":"products:1.0","products":{"a:b:c:d":{"arch":"c","release":"b","variant":"d","os":"\u001b]0;x\u0007","versions":{}}}}`)},
+			"trailing-slash": {[]byte(`{"format":"products:1.0","products":{"a:b:c:d":{"arch":"c","release":"b","variant":"d","versions":{"20261120_05:24":{"items":{"r":{"ftype":"root.tar.xz","path":"i/20261120_05:24/rootfs.tar.xz////","sha256":"` + sha("0") + `","size":0}}}}}}}`)},
+			"wrong-types":    {[]byte(`{"format":"products:1.0","products":{"a:b:c:d":{"arch":1,"versions":[]}}}`)},
 		},
 		"FuzzParseStreamsIndex": {
 			"sample":    {[]byte(sampleStreamsIndex)},

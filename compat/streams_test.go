@@ -2,6 +2,7 @@ package compat
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -270,6 +271,8 @@ func TestParseStreamsRejects(t *testing.T) {
 			item(d)["path"] = "images/debian/bookworm/amd64/default/20261119_05:24/rootfs.tar.xz"
 		}, "is not in the build's directory: want .../20261120_05:24/rootfs.tar.xz"},
 		{"path of another file", func(d map[string]any) { item(d)["path"] = "images/x/" + id + "/rootfs.squashfs" }, "is not in the build's directory"},
+		{"path with a trailing slash", func(d map[string]any) { item(d)["path"] = "images/x/" + id + "/rootfs.tar.xz/" }, "is not in the build's directory"},
+		{"path with a leading slash", func(d map[string]any) { item(d)["path"] = "/images/x/" + id + "/rootfs.tar.xz" }, ""},
 		{"path with an empty segment", func(d map[string]any) { item(d)["path"] = "images//x/" + id + "/rootfs.tar.xz" }, "has an empty or"},
 		{"two rootfs items", func(d map[string]any) {
 			items := product(d)["versions"].(map[string]any)[id].(map[string]any)["items"].(map[string]any)
@@ -277,7 +280,18 @@ func TestParseStreamsRejects(t *testing.T) {
 		}, `items "root.tar.xz" and "root2" are both of ftype root.tar.xz`},
 		{"rootfs item not an object", func(d map[string]any) {
 			product(d)["versions"].(map[string]any)[id].(map[string]any)["items"].(map[string]any)["x"] = []any{"root.tar.xz"}
-		}, ""}, // not an item of ftype root.tar.xz: ignored
+		}, `build "20261120_05:24": item "x": not a JSON object`},
+		{"rootfs ftype escaped", func(d map[string]any) {
+			product(d)["versions"].(map[string]any)[id].(map[string]any)["items"].(map[string]any)["escaped"] = json.RawMessage(
+				`{"ftype": "root.tar.x\u007a", "path": "x/` + id + `/rootfs.tar.xz", "sha256": "` + sha("c") + `", "size": 1}`)
+		}, `items "escaped" and "root.tar.xz" are both of ftype root.tar.xz`},
+		{"item null", func(d map[string]any) {
+			product(d)["versions"].(map[string]any)[id].(map[string]any)["items"].(map[string]any)["x"] = nil
+		}, ""}, // no item: ignored
+		{"path not a string", func(d map[string]any) { item(d)["path"] = 5 }, `item "root.tar.xz": path 5 is not a string`},
+		{"sha256 not a string", func(d map[string]any) { item(d)["sha256"] = true }, `sha256 true is not 64`},
+		{"build null", func(d map[string]any) { product(d)["versions"].(map[string]any)[id] = nil }, `build "20261120_05:24": not a JSON object`},
+		{"product null", func(d map[string]any) { d["products"].(map[string]any)[key] = nil }, `product "debian:bookworm:amd64:default": not a JSON object`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			doc := sampleStreamsDoc()
@@ -382,6 +396,47 @@ func TestValidBuildID(t *testing.T) {
 	} {
 		if got := ValidBuildID(id); got != want {
 			t.Errorf("ValidBuildID(%q) = %v", id, got)
+		}
+	}
+}
+
+// bigStreamsDoc is a catalogue of the real server's size: 2000 products
+// of three builds, each with the Incus items next to the rootfs.
+func bigStreamsDoc(tb testing.TB) []byte {
+	products := map[string]any{}
+	for i := range 2000 {
+		dist := fmt.Sprintf("dist%d", i/20)
+		release := fmt.Sprintf("r%d", i%20)
+		products[ProductKey(dist, release, "amd64", "default")] = streamsProduct("Dist", dist, release, release, "amd64", "default",
+			dist+"/"+release+"/default,"+dist+"/"+release, "20261118_05:24", "20261119_05:24", "20261120_05:24")
+	}
+	doc := sampleStreamsDoc()
+	doc["products"] = products
+	return mustJSON(tb, doc)
+}
+
+// BenchmarkParseStreams parses a catalogue of the real server's size;
+// BenchmarkUnmarshalStreamsGeneric decodes the same bytes into
+// map[string]any, the least any JSON reader does, for a ratio.
+func BenchmarkParseStreams(b *testing.B) {
+	data := bigStreamsDoc(b)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseStreams(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkUnmarshalStreamsGeneric(b *testing.B) {
+	data := bigStreamsDoc(b)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var v map[string]any
+		if err := json.Unmarshal(data, &v); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
