@@ -54,6 +54,7 @@ type Server struct {
 	objects  map[string]*object
 	images   []Image
 	redirect string
+	streams  *streamsState // nil until EnableStreams (streams.go)
 }
 
 type object struct {
@@ -191,7 +192,7 @@ func (s *Server) AddImage(img Image) error {
 	images := append([]Image(nil), s.images...)
 	s.mu.Unlock()
 	s.SetIndex(Index(images...))
-	return nil
+	return s.rebuildStreams()
 }
 
 // Images are the images the server was made with or given by AddImage.
