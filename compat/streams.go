@@ -789,3 +789,76 @@ func isSHA256Hex(s string) bool {
 	}
 	return true
 }
+
+// SubsetStreams rewrites a simplestreams index and image catalogue to the
+// products keep accepts, for a mirror that publishes only some images
+// under a signature of its own. Both documents are checked first
+// (ParseStreamsIndex, ParseStreams). The products kept are copied as the
+// source wrote them (compacted), Incus items included; the other fields
+// of both documents are kept as they are, but for the index's product
+// list.
+func SubsetStreams(index, images []byte, keep func(key string) bool) (newIndex, newImages []byte, err error) {
+	if _, err := ParseStreamsIndex(index); err != nil {
+		return nil, nil, err
+	}
+	if _, err := ParseStreams(images); err != nil {
+		return nil, nil, err
+	}
+	var cat map[string]json.RawMessage
+	var products map[string]json.RawMessage
+	if err := json.Unmarshal(images, &cat); err != nil {
+		return nil, nil, fmt.Errorf("streams: %w", err)
+	}
+	if err := json.Unmarshal(cat["products"], &products); err != nil {
+		return nil, nil, fmt.Errorf("streams: products: %w", err)
+	}
+	kept := map[string]json.RawMessage{}
+	keys := []string{}
+	for k, v := range products {
+		if keep(k) {
+			kept[k] = v
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	if cat["products"], err = json.Marshal(kept); err != nil {
+		return nil, nil, fmt.Errorf("streams: %w", err)
+	}
+	if newImages, err = json.Marshal(cat); err != nil {
+		return nil, nil, fmt.Errorf("streams: %w", err)
+	}
+
+	var doc map[string]json.RawMessage
+	var catalogues map[string]json.RawMessage
+	if err := json.Unmarshal(index, &doc); err != nil {
+		return nil, nil, fmt.Errorf("streams index: %w", err)
+	}
+	if err := json.Unmarshal(doc["index"], &catalogues); err != nil {
+		return nil, nil, fmt.Errorf("streams index: %w", err)
+	}
+	for name, raw := range catalogues {
+		var kind struct {
+			DataType any `json:"datatype"`
+		}
+		if json.Unmarshal(raw, &kind) != nil || kind.DataType != "image-downloads" {
+			continue
+		}
+		var c map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return nil, nil, fmt.Errorf("streams index: catalogue %q: %w", name, err)
+		}
+		if c["products"], err = json.Marshal(keys); err != nil {
+			return nil, nil, fmt.Errorf("streams index: %w", err)
+		}
+		if catalogues[name], err = json.Marshal(c); err != nil {
+			return nil, nil, fmt.Errorf("streams index: %w", err)
+		}
+	}
+	if doc["index"], err = json.Marshal(catalogues); err != nil {
+		return nil, nil, fmt.Errorf("streams index: %w", err)
+	}
+	if newIndex, err = json.Marshal(doc); err != nil {
+		return nil, nil, fmt.Errorf("streams index: %w", err)
+	}
+	return newIndex, newImages, nil
+}

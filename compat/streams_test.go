@@ -440,3 +440,46 @@ func BenchmarkUnmarshalStreamsGeneric(b *testing.B) {
 		}
 	}
 }
+
+func TestSubsetStreams(t *testing.T) {
+	images := mustJSON(t, sampleStreamsDoc())
+	keep := func(key string) bool { return strings.HasPrefix(key, "debian:bookworm:") }
+	newIndex, newImages, err := SubsetStreams([]byte(sampleStreamsIndex), images, keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := ParseStreamsIndex(newIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"debian:bookworm:amd64:cloud", "debian:bookworm:amd64:default"}; !reflect.DeepEqual(ix.Products, want) || ix.ImagesPath != "streams/v1/images.json" || ix.Updated == "" {
+		t.Errorf("index %+v", ix)
+	}
+	if !strings.Contains(string(newIndex), `"other":{"datatype":"image-ids","path":5}`) {
+		t.Errorf("other catalogues not kept: %s", newIndex)
+	}
+	s, err := ParseStreams(newImages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := sampleStreams(t)
+	if len(s.Products) != 2 || s.Updated != full.Updated || s.ContentID != full.ContentID {
+		t.Fatalf("subset %+v", s)
+	}
+	for _, p := range s.Products {
+		want, _ := full.Product(Query{p.Dist, p.Release, p.Arch, p.Variant})
+		if !reflect.DeepEqual(p, *want) {
+			t.Errorf("product %s changed:\n%+v\nwant\n%+v", p.Key, p, *want)
+		}
+	}
+	// The Incus items are still there.
+	if !strings.Contains(string(newImages), `"ftype":"squashfs.vcdiff"`) {
+		t.Error("Incus items dropped")
+	}
+	if _, _, err := SubsetStreams([]byte(sampleStreamsIndex), []byte(`{"format":"x"}`), keep); err == nil || !strings.HasPrefix(err.Error(), "streams: format") {
+		t.Errorf("bad catalogue: %v", err)
+	}
+	if _, _, err := SubsetStreams([]byte(`{}`), images, keep); err == nil || !strings.HasPrefix(err.Error(), "streams index: ") {
+		t.Errorf("bad index: %v", err)
+	}
+}
