@@ -57,6 +57,7 @@ type Server struct {
 	// redirectHTTP sends HTTPS requests for images to this server's
 	// plain HTTP.
 	redirectHTTP bool
+	streams      *streamsState // nil until EnableStreams (streams.go)
 }
 
 type object struct {
@@ -194,7 +195,7 @@ func (s *Server) AddImage(img Image) error {
 	images := append([]Image(nil), s.images...)
 	s.mu.Unlock()
 	s.SetIndex(Index(images...))
-	return nil
+	return s.rebuildStreams()
 }
 
 // Images are the images the server was made with or given by AddImage.
