@@ -1,0 +1,107 @@
+package fetch
+
+import (
+	"context"
+	"fmt"
+	pathpkg "path"
+	"time"
+
+	"github.com/lxc/lxc-download/compat"
+)
+
+// StreamsResult is what FetchStreams got: the server's simplestreams,
+// parsed, and whether they are signed.
+type StreamsResult struct {
+	// Index is streams/v1/index.json and Streams the image catalogue it
+	// names (streams/v1/images.json).
+	Index   *compat.StreamsIndex
+	Streams *compat.Streams
+	// Signed is set when both files came with detached signatures
+	// (FILE.gpg) that verified with the keyring; SignedAt is then the
+	// older of the two signatures' times. Unsigned streams are a
+	// discovery aid only: what they name is trusted only through the
+	// build directory's signed SHA256SUMS.
+	Signed   bool
+	SignedAt time.Time
+	// IndexData, ImagesData and their signatures (nil when unsigned) are
+	// the files as served, for a mirror to publish unchanged; ImagesPath
+	// is the catalogue's path below the server root.
+	IndexData, IndexSig, ImagesData, ImagesSig []byte
+	ImagesPath                                 string
+}
+
+// FetchStreams downloads the server's simplestreams from the primary
+// server: the index, then the image catalogue it names, each with its
+// detached signature (.gpg) when the server publishes one. With Validate,
+// the signatures must either both be absent (the streams are then
+// unsigned, and Signed is false) or both verify with the keyring, and be
+// no older than Options.MaxIndexAge: a signature that is there but does not
+// verify is an error, never a reason to go on unsigned. A server without
+// simplestreams answers with a *StatusError of code 404 (IsNotFound).
+func (c *Client) FetchStreams(ctx context.Context) (*StreamsResult, error) {
+	res := &StreamsResult{}
+	var err error
+	var indexSigned, imagesSigned time.Time
+	res.IndexData, res.IndexSig, indexSigned, err = c.maybeSignedFile(ctx, "/"+compat.StreamsIndexPath, compat.MaxStreamsIndexSize)
+	if err != nil {
+		return nil, err
+	}
+	if res.Index, err = compat.ParseStreamsIndex(res.IndexData); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", c.urlFor("/"+compat.StreamsIndexPath), err)
+	}
+	res.ImagesPath = res.Index.ImagesPath
+	res.ImagesData, res.ImagesSig, imagesSigned, err = c.maybeSignedFile(ctx, "/"+res.ImagesPath, compat.MaxStreamsSize)
+	if err != nil {
+		return nil, err
+	}
+	if c.o.Validate && (res.IndexSig == nil) != (res.ImagesSig == nil) {
+		// Both or neither: a signed catalogue behind an unsigned index
+		// (or the other way round) is not what any server publishes.
+		unsigned := compat.StreamsIndexPath
+		if res.ImagesSig == nil {
+			unsigned = res.ImagesPath
+		}
+		return nil, fmt.Errorf("%w: the simplestreams are signed in part only: %s has no %s", ErrInvalidSignature, unsigned, compat.StreamsSignatureSuffix)
+	}
+	if res.Streams, err = compat.ParseStreams(res.ImagesData); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", c.urlFor("/"+res.ImagesPath), err)
+	}
+	if c.o.Validate && res.IndexSig != nil {
+		res.Signed = true
+		res.SignedAt = indexSigned
+		if imagesSigned.Before(indexSigned) {
+			res.SignedAt = imagesSigned
+		}
+		if c.o.MaxIndexAge > 0 {
+			now := c.o.now()
+			if now.Sub(res.SignedAt) > c.o.MaxIndexAge {
+				return nil, &StaleIndexError{File: pathpkg.Base(res.ImagesPath), SignedAt: res.SignedAt, MaxAge: c.o.MaxIndexAge, Now: now}
+			}
+		}
+	}
+	return res, nil
+}
+
+// maybeSignedFile fetches path from the primary server and, with Validate,
+// path.gpg at the same time. A missing signature is not an error (sig is
+// nil then); one that is there must verify.
+func (c *Client) maybeSignedFile(ctx context.Context, path string, limit int64) (data, sig []byte, signedAt time.Time, err error) {
+	if !c.o.Validate {
+		data, err = c.getSmall(ctx, path, limit)
+		return data, nil, time.Time{}, err
+	}
+	got := c.getSmallAll(ctx, []smallFile{{path, limit}, {path + compat.StreamsSignatureSuffix, maxSignatureSize}})
+	if data, err = got[0].data, got[0].err; err != nil {
+		return nil, nil, time.Time{}, err
+	}
+	switch sig, err = got[1].data, got[1].err; {
+	case isNotFound(err):
+		return data, nil, time.Time{}, nil
+	case err != nil:
+		return nil, nil, time.Time{}, err
+	}
+	if signedAt, err = verifyDetached(c.o.Keyring, pathpkg.Base(path), data, sig, c.o.now); err != nil {
+		return nil, nil, time.Time{}, err
+	}
+	return data, sig, signedAt, nil
+}
