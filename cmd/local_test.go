@@ -299,12 +299,13 @@ func TestLocalNoDev(t *testing.T) {
 // metadata) and nothing is substituted.
 func TestLocalWithoutMetadata(t *testing.T) {
 	rootfsTar, _ := localImage(t)
-	e := newLocalEnv(t)
-	before := e.read("config")
 	for _, format := range []string{"tar.gz", "tar"} {
-		e.newContainer("c1")
+		e := newLocalEnv(t)
+		before := e.read("config")
 		r := runLocal(e, "-f", writeFile(t, t.TempDir(), "rootfs."+format, compress(t, format, rootfsTar)))
-		if r.code != 0 || r.stdout != "Unpacking the rootfs\n" || r.stderr != "" && os.Geteuid() == 0 {
+		// Without root, the unpacker warns about the owners and devices
+		// it cannot restore.
+		if r.code != 0 || r.stdout != "Unpacking the rootfs\n" || (r.stderr != "" && os.Geteuid() == 0) {
 			t.Fatalf("%s", r)
 		}
 		if got := e.read("config"); got != before+"lxc.uts.name = c1\n" {
