@@ -27,6 +27,29 @@ import (
 
 const shellLocal = "/usr/share/lxc/templates/lxc-local"
 
+// localMainEnv makes the test binary, run with it set, be the lxc-local
+// template: a process of its own for the tests that need one (a user
+// namespace), until the template is part of the real binary.
+const localMainEnv = "LXC_DOWNLOAD_TEST_LOCAL_MAIN"
+
+func init() {
+	if os.Getenv(localMainEnv) == "1" {
+		os.Exit(cmd.MainLocal(os.Args[1:], cmd.Stdio()))
+	}
+}
+
+// runLocalProcess runs the lxc-local template as a process of its own,
+// through prog (such as unshare) when it is given, for e's container.
+func runLocalProcess(e *env, prog []string, args ...string) result {
+	e.t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	argv := append(append(prog, self, "--path="+e.path, "--name="+e.name, "--rootfs="+e.rootfs), args...)
+	return runClean(e.t, []string{localMainEnv + "=1"}, argv...)
+}
+
 // runLocal runs the lxc-local template with lxc-create's arguments for e's
 // container first, then args.
 func runLocal(e *env, args ...string) result {
@@ -142,13 +165,20 @@ func writeFile(t *testing.T, dir, name string, data []byte) string {
 // runShellLocal runs LXC's shell lxc-local for e's container.
 func runShellLocal(e *env, args ...string) result {
 	e.t.Helper()
-	full := append([]string{shellLocal, "--path=" + e.path, "--name=" + e.name, "--rootfs=" + e.rootfs}, args...)
-	c := exec.Command("sh", full...)
+	return runClean(e.t, nil, append([]string{"sh", shellLocal, "--path=" + e.path, "--name=" + e.name, "--rootfs=" + e.rootfs}, args...)...)
+}
+
+// runClean runs argv in this process's environment without LXC_*
+// variables, plus extra.
+func runClean(t *testing.T, extra []string, argv ...string) result {
+	t.Helper()
+	c := exec.Command(argv[0], argv[1:]...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "LXC_") {
 			c.Env = append(c.Env, kv)
 		}
 	}
+	c.Env = append(c.Env, extra...)
 	var out, errb bytes.Buffer
 	c.Stdout, c.Stderr = &out, &errb
 	err := c.Run()
@@ -156,7 +186,7 @@ func runShellLocal(e *env, args ...string) result {
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
 	} else if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return r
 }
@@ -209,6 +239,11 @@ func compareWithShell(t *testing.T, ours, theirs *env, ro, rt result, xattrs boo
 	}
 	if a, b := containerFiles(t, ours), containerFiles(t, theirs); a != b {
 		t.Errorf("container files differ:\n--- ours\n%s\n--- shell template\n%s", a, b)
+	}
+	// Both rewrite tty.conf for the mingetty fix, so its modification
+	// time is when that happened: the same only by chance.
+	for _, e := range []*env{ours, theirs} {
+		os.Chtimes(filepath.Join(e.rootfs, "etc/init/tty.conf"), fetchtest.DefaultModTime, fetchtest.DefaultModTime)
 	}
 	if a, b := describeTree(t, ours.rootfs, xattrs), describeTree(t, theirs.rootfs, xattrs); a != b {
 		t.Errorf("rootfs differs from the shell template's:\n--- ours\n%s\n--- shell template\n%s", a, b)
@@ -320,6 +355,38 @@ func TestLocalWithoutMetadata(t *testing.T) {
 		if fi, err := os.Stat(filepath.Join(e.rootfs, "dev/pts")); err != nil || !fi.IsDir() {
 			t.Errorf("dev/pts: %v", err)
 		}
+	}
+}
+
+// TestLocalUserMode: in a user namespace the relevant files are the -user
+// ones (config-user, excludes-user), and what only real root may restore
+// is skipped with a warning.
+func TestLocalUserMode(t *testing.T) {
+	needRoot(t, "unshare -r maps root to itself only for root")
+	need(t, "unshare (util-linux)", have("unshare"))
+	rootfsTar, meta := localImage(t)
+	dir := t.TempDir()
+	e := newLocalEnv(t)
+	r := runLocalProcess(e, []string{"unshare", "-r"}, "-m", writeFile(t, dir, "meta.tar.gz", compress(t, "tar.gz", metaTar(t, meta))),
+		"-f", writeFile(t, dir, "rootfs.tar.zst", compress(t, "tar.zst", rootfsTar)))
+	if r.code != 0 {
+		if strings.Contains(r.stderr, "unshare failed") {
+			t.Skipf("no user namespaces here: %s", r.stderr)
+		}
+		t.Fatalf("create in a user namespace:\n%s", r)
+	}
+	cfgUser := strings.ReplaceAll(meta["config-user"], "LXC_TEMPLATE_CONFIG", "/usr/share/lxc/config")
+	if !strings.Contains(e.read("config"), "# Distribution configuration\n"+cfgUser) {
+		t.Errorf("config does not hold config-user:\n%s", e.read("config"))
+	}
+	if _, err := os.Lstat(filepath.Join(e.rootfs, "dev/null")); err == nil {
+		t.Errorf("dev/null unpacked although excludes-user lists it")
+	}
+	if !strings.Contains(r.stderr, "WARNING: ") || strings.Contains(r.stderr, "ERROR") {
+		t.Errorf("want warnings about owners, no error:\n%s", r)
+	}
+	if b, _ := os.ReadFile(filepath.Join(e.rootfs, "etc/hostname")); string(b) != "c1\n" {
+		t.Errorf("etc/hostname = %q", b)
 	}
 }
 
