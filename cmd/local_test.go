@@ -390,6 +390,59 @@ func TestLocalUserMode(t *testing.T) {
 	}
 }
 
+// TestLocalLXCCreate runs the real lxc-create with the lxc-local template
+// (a shim that runs this test binary as it), and gets a container that
+// lxc-create accepts.
+func TestLocalLXCCreate(t *testing.T) {
+	needRoot(t, "lxc-create writes containers as root")
+	need(t, "lxc-create (Debian's lxc package)", have("lxc-create"))
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	shim := writeFile(t, dir, "lxc-local", []byte("#!/bin/sh\n"+localMainEnv+"=1 exec '"+self+"' \"$@\"\n"))
+	os.Chmod(shim, 0o755)
+	// The image includes LXC_TEMPLATE_CONFIG/debian.common.conf, which
+	// Debian's lxc package does not ship (see TestLXCCreate).
+	tc := filepath.Join(dir, "lxc-config")
+	os.MkdirAll(tc, 0o755)
+	writeFile(t, tc, "debian.common.conf", []byte("lxc.include = /usr/share/lxc/config/common.conf\n"))
+	rootfsTar, meta := localImage(t)
+	lxcpath := filepath.Join(dir, "lxcpath")
+	r := runClean(t, []string{"LXC_TEMPLATE_CONFIG=" + tc}, "lxc-create", "-P", lxcpath, "-t", shim, "-n", "ct1", "--",
+		"-m", writeFile(t, dir, "meta.tar.zst", compress(t, "tar.zst", metaTar(t, meta))),
+		"-f", writeFile(t, dir, "rootfs.tar.gz", compress(t, "tar.gz", rootfsTar)))
+	if r.code != 0 {
+		t.Fatalf("lxc-create:\n%s", r)
+	}
+	config, err := os.ReadFile(filepath.Join(lxcpath, "ct1", "config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{
+		"# Template used to create this container: " + shim,
+		"lxc.include = " + tc + "/debian.common.conf\n",
+		"lxc.uts.name = ct1\n",
+		"lxc.mount.fstab = " + filepath.Join(lxcpath, "ct1", "fstab") + "\n",
+	} {
+		if !strings.Contains(string(config), w) {
+			t.Errorf("config lacks %q:\n%s", w, config)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(lxcpath, "ct1", "rootfs", "etc", "hostname")); err != nil || string(b) != "ct1\n" {
+		t.Errorf("rootfs/etc/hostname = %q, %v", b, err)
+	}
+	// A failing template makes lxc-create fail and clean up.
+	bad := runClean(t, nil, "lxc-create", "-P", lxcpath, "-t", shim, "-n", "ct2", "--", "-f", writeFile(t, dir, "bad.tar", []byte("not a tarball")))
+	if bad.code == 0 || !strings.Contains(bad.stderr+bad.stdout, "ERROR: ") {
+		t.Errorf("lxc-create with a bad tarball:\n%s", bad)
+	}
+	if _, err := os.Stat(filepath.Join(lxcpath, "ct2")); err == nil {
+		t.Errorf("lxc-create left the failed container behind")
+	}
+}
+
 // TestLocalStandalone: --rootfs alone unpacks there and writes no config.
 func TestLocalStandalone(t *testing.T) {
 	rootfsTar, meta := localImage(t)
