@@ -3,8 +3,9 @@
 #   make build    static binary ./lxc-download (CGO_ENABLED=0, -trimpath, stripped)
 #   make test     vet + the whole test suite (what .ci/run runs)
 #   make demo     build, start a local demo image server, create a container rootfs
-#   make install  binary to $(BINDIR), template shim to $(TEMPLATEDIR) (LXC's
-#                 own template diverted or kept aside), man page, completions
+#   make install  binary to $(BINDIR), template shims (download, local) to
+#                 $(TEMPLATEDIR) (LXC's own templates diverted or kept aside),
+#                 man page, completions
 #   make uninstall  undo make install, putting LXC's template back
 #   make man      generate the man page and completions from the definitions
 #   make dist     static binaries for every architecture, with SHA256SUMS
@@ -25,9 +26,9 @@ BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 # LXC's templates that make install replaces with a shim running this
-# binary: download, and local once the lxc-local mode exists (the shim
-# would run "lxc-download local"; until then LXC's lxc-local stays).
-TEMPLATES ?= download
+# binary: download, and local (whose shim runs "lxc-download local").
+# TEMPLATES=download keeps LXC's own lxc-local.
+TEMPLATES ?= download local
 # Where dpkg-divert exists and DESTDIR is empty, LXC's own templates are
 # diverted (dpkg then puts updates of them beside, not over, the shim);
 # otherwise kept beside as .lxc-NAME.distrib. DIVERT= turns diversion off.

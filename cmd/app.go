@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -83,11 +84,17 @@ const (
 // the process exit status: 0 on success, 1 on any error, after writing one
 // "ERROR: ..." line to s.Stderr.
 //
-// A command (list, cache, version, help) is recognised only as the first
-// argument; every other command line is a template run, which takes
+// A command (list, cache, local, version, help) is recognised only as the
+// first argument; every other command line is a template run, which takes
 // options only. lxc-create passes options only, so no command can capture
 // one of its runs.
+//
+// Called lxc-local (args[0], a link or copy under LXC's name for its
+// local template), the program is the local command.
 func Main(args []string, s IO) int {
+	if len(args) > 0 && filepath.Base(args[0]) == localProgramName {
+		args = append([]string{args[0], "local"}, args[1:]...)
+	}
 	var rest []string
 	if len(args) > 1 {
 		rest = args[1:]

@@ -16,12 +16,13 @@ var completionCases = []struct {
 	line string
 	want []string
 }{
-	{"lxc-download ", []string{"list", "cache", "version", "help"}},
+	{"lxc-download ", []string{"list", "cache", "local", "version", "help"}},
 	{"lxc-download ca", []string{"cache"}},
 	{"lxc-download cache ", []string{"list", "verify", "prune", "flush"}},
 	{"lxc-download cache flush --d", []string{"--dist", "--dry-run"}},
 	{"lxc-download -d debian --rel", []string{"--release"}},
 	{"lxc-download --fo", []string{"--format", "--force-cache"}},
+	{"lxc-download local --n", []string{"--no-dev", "--name"}},
 	{"lxc-download -d ", nil},
 	{"lxc-download --name c1 li", nil},
 }

@@ -21,7 +21,6 @@ import (
 // container's config and fstab written. A run that fails leaves the rootfs
 // as it found it: empty.
 func (r *run) create(ctx context.Context) (err error) {
-	o := r.o
 	config, cleanup, err := r.prepareTarget()
 	if err != nil {
 		return err
@@ -42,7 +41,18 @@ func (r *run) create(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := r.complete(rs.Dir, img.meta); err != nil {
+	return r.place(rs, config, img.meta)
+}
+
+// place finishes a container from the rootfs unpacked in rs and the
+// image's meta files (nil: none, as lxc-local allows): it completes the
+// rootfs in the stage, installs it, writes the config (over current, the
+// one lxc-create wrote) and fstab, and shows the create-message. These are
+// the steps the download and local templates share. On failure the stage
+// is discarded, and a rootfs already installed is emptied again.
+func (r *run) place(rs *cache.RootfsStage, current []byte, meta compat.MetaFiles) error {
+	o := r.o
+	if err := r.complete(rs.Dir, meta); err != nil {
 		rs.Discard()
 		return err
 	}
@@ -53,14 +63,14 @@ func (r *run) create(ctx context.Context) (err error) {
 	if o.standalone() {
 		return nil
 	}
-	if err := r.configure(config, img.meta); err != nil {
+	if err := r.configure(current, meta); err != nil {
 		// The rootfs was empty before this run put it there.
 		if eerr := cache.EmptyTarget(o.Rootfs); eerr != nil {
 			return fmt.Errorf("%w; and removing the unpacked rootfs failed: %v", err, eerr)
 		}
 		return err
 	}
-	if msg, ok := img.meta.Relevant("create-message", r.mode); ok {
+	if msg, ok := meta.Relevant("create-message", r.mode); ok {
 		fmt.Fprint(r.s.Stdout, "\n---\n")
 		// The image's own words, shown on the user's terminal.
 		r.s.Stdout.Write(compat.Printable(msg))
@@ -137,9 +147,17 @@ func (r *run) complete(dir string, meta compat.MetaFiles) error {
 }
 
 // configure writes LXC_PATH/config and fstab (SPEC 7.2, 7.3, 7.4, 7.6),
-// each replaced whole: current is the config lxc-create wrote.
+// each replaced whole: current is the config lxc-create wrote. Without
+// meta files (lxc-local without -m), the config only gains the container's
+// name (see compat.AppendUTSName).
 func (r *run) configure(current []byte, meta compat.MetaFiles) error {
 	o := r.o
+	if meta == nil {
+		if err := cache.WriteContainerFile(o.Path, "config", compat.AppendUTSName(current, o.Name), 0o640, o.MappedUID, o.MappedGID); err != nil {
+			return fmt.Errorf("write container config: %w", err)
+		}
+		return nil
+	}
 	tc, hd := lxcDirs(r.s.getenv)
 	vars := compat.Vars{Name: o.Name, Path: o.Path, Rootfs: o.Rootfs, TemplateConfig: tc, HookDir: hd}
 	imageConfig, _ := meta.Relevant("config", r.mode)

@@ -187,9 +187,9 @@ func mustRead(t *testing.T, p string) []byte {
 	return b
 }
 
-// TestInstallDivert: where dpkg-divert is used, LXC's template is diverted
-// (dpkg-divert --root works on the DESTDIR as on /), and uninstall removes
-// the diversion.
+// TestInstallDivert: where dpkg-divert is used, LXC's templates (download
+// and local, the default TEMPLATES) are diverted (dpkg-divert --root works
+// on the DESTDIR as on /), and uninstall removes the diversions.
 func TestInstallDivert(t *testing.T) {
 	need(t, "dpkg-divert", have("dpkg-divert"))
 	dir := makeDir(t)
@@ -200,16 +200,15 @@ func TestInstallDivert(t *testing.T) {
 	before := tree(t, root)
 	divert := "DIVERT=dpkg-divert --root=" + root
 	runMake(t, dir, "install", "DESTDIR="+root, divert)
-	out, err := exec.Command("dpkg-divert", "--root="+root, "--truename", "/usr/share/lxc/templates/lxc-download").Output()
-	if err != nil || strings.TrimSpace(string(out)) != "/usr/share/lxc/templates/.lxc-download.distrib" {
-		t.Errorf("not diverted: %q %v", out, err)
-	}
 	templates := filepath.Join(root, "usr/share/lxc/templates")
-	if kept := readFile(t, filepath.Join(templates, ".lxc-download.distrib")); kept != fmt.Sprintf(lxcTemplate, "download") {
-		t.Errorf("the diverted template: %q", kept)
-	}
-	if local := readFile(t, filepath.Join(templates, "lxc-local")); local != fmt.Sprintf(lxcTemplate, "local") {
-		t.Errorf("lxc-local was replaced although TEMPLATES does not name it: %q", local)
+	for _, name := range []string{"download", "local"} {
+		out, err := exec.Command("dpkg-divert", "--root="+root, "--truename", "/usr/share/lxc/templates/lxc-"+name).Output()
+		if err != nil || strings.TrimSpace(string(out)) != "/usr/share/lxc/templates/.lxc-"+name+".distrib" {
+			t.Errorf("lxc-%s not diverted: %q %v", name, out, err)
+		}
+		if kept := readFile(t, filepath.Join(templates, ".lxc-"+name+".distrib")); kept != fmt.Sprintf(lxcTemplate, name) {
+			t.Errorf("the diverted lxc-%s: %q", name, kept)
+		}
 	}
 	runMake(t, dir, "install", "DESTDIR="+root, divert)
 	runMake(t, dir, "uninstall", "DESTDIR="+root, divert)
@@ -251,9 +250,11 @@ func TestInstalledShims(t *testing.T) {
 		if r := run("lxc-download", "--version"); r.code != 0 || !strings.HasPrefix(r.stdout, "lxc-download ") {
 			t.Errorf("%s lxc-download --version:\n%s", sh[0], r)
 		}
-		// The lxc-local mode is not there yet: the shim reaches the
-		// binary as "lxc-download local".
-		if r := run("lxc-local", "--name", "c1"); r.code != 1 || !strings.Contains(r.stderr, `unknown command "local"`) {
+		// The shim reaches the binary as "lxc-download local".
+		if r := run("lxc-local", "--help"); r.code != 0 || !strings.Contains(r.stdout, "lxc-download local - LXC's local template") {
+			t.Errorf("%s lxc-local --help:\n%s", sh[0], r)
+		}
+		if r := run("lxc-local", "--name", "c1"); r.code != 1 || !strings.Contains(r.stderr, "ERROR: no rootfs tarball given") {
 			t.Errorf("%s lxc-local:\n%s", sh[0], r)
 		}
 	}

@@ -75,7 +75,13 @@ func ReadMetaTarball(r io.Reader) (MetaFiles, error) {
 	if err != nil {
 		return nil, fmt.Errorf("meta tarball: %w", xzError{err})
 	}
-	stream := &limitedXZ{r: dec, left: MaxMetaTar}
+	return readMetaEntries(&limitedXZ{r: dec, left: MaxMetaTar})
+}
+
+// readMetaEntries reads the files of a meta tarball from its tar stream,
+// with the rules and limits of ReadMetaTarball, and then the stream to its
+// end, so that a decompressor's checks are made too.
+func readMetaEntries(stream io.Reader) (MetaFiles, error) {
 	tr := tar.NewReader(stream)
 	files := MetaFiles{}
 	total := int64(0)
