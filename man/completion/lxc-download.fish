@@ -3,7 +3,7 @@
 
 function __fish_lxc-download_no_subcommand --description 'Test if there has been any subcommand yet'
     for i in (commandline -opc)
-        if contains -- $i list cache list verify prune flush version help
+        if contains -- $i list cache list verify prune flush local version help
             return 1
         end
     end
@@ -85,6 +85,16 @@ complete -c lxc-download -n '__fish_seen_subcommand_from flush' -f -l variant -r
 complete -c lxc-download -n '__fish_seen_subcommand_from flush' -f -l all -d 'Remove every cached image'
 complete -c lxc-download -n '__fish_seen_subcommand_from flush' -f -l dry-run -d 'Say what would be removed, and remove nothing'
 complete -c lxc-download -n '__fish_seen_subcommand_from flush' -f -l format -r -d 'Output format: text|json'
+complete -c lxc-download -n '__fish_seen_subcommand_from local' -f -l help -s h -d 'show help'
+complete -r -c lxc-download -n '__fish_lxc-download_no_subcommand' -a 'local' -d 'LXC\'s local template: make a container from an image\'s tarballs at hand'
+complete -c lxc-download -n '__fish_seen_subcommand_from local' -l metadata -s m -r -d 'The image\'s meta tarball FILE (config, fstab, templates, excludes, create-message)'
+complete -c lxc-download -n '__fish_seen_subcommand_from local' -l fstree -s f -r -d 'The image\'s rootfs tarball FILE (required)'
+complete -c lxc-download -n '__fish_seen_subcommand_from local' -f -l no-dev -d 'Leave out everything below dev/ in the rootfs tarball'
+complete -c lxc-download -n '__fish_seen_subcommand_from local' -f -l name -r -d 'The container name'
+complete -c lxc-download -n '__fish_seen_subcommand_from local' -l path -r -d 'The path to the container'
+complete -c lxc-download -n '__fish_seen_subcommand_from local' -l rootfs -r -d 'The path to the container\'s rootfs (alone: unpack the image there, write no LXC config)'
+complete -c lxc-download -n '__fish_seen_subcommand_from local' -f -l mapped-uid -r -d 'A uid map (user namespaces)'
+complete -c lxc-download -n '__fish_seen_subcommand_from local' -f -l mapped-gid -r -d 'A gid map (user namespaces)'
 complete -c lxc-download -n '__fish_seen_subcommand_from version' -f -l help -s h -d 'show help'
 complete -r -c lxc-download -n '__fish_lxc-download_no_subcommand' -a 'version' -d 'Print the version, commit, Go version, built-in key and compat level'
 complete -c lxc-download -n '__fish_seen_subcommand_from version' -f -l format -r -d 'Output format: text|json'

@@ -19,6 +19,17 @@ lxc-download \- download, verify, cache and unpack LXC container images
 .IR ARCH ]
 .RI [ OPTIONS ]
 .br
+.B lxc-create
+.B \-t local
+.B \-n
+.I NAME
+.B \-\-
+.B \-f
+.I ROOTFS-TARBALL
+.RB [ \-m
+.IR META-TARBALL ]
+.RB [ \-\-no\-dev ]
+.br
 .B lxc-download
 .BR \-l | \-\-list
 .RI [ OPTIONS ]
@@ -65,6 +76,7 @@ is the template, with the shell template's options, messages, exit
 status and listing layout. A command
 .RB ( list ,
 .BR cache ,
+.BR local ,
 .BR version ,
 .BR help )
 is recognised only as the first argument, and a template run takes no
@@ -73,6 +85,49 @@ arguments never name a command, and a word elsewhere on a template run's
 command line (such as
 .BR "\-\-name c1 list" )
 is an error, not a command.
+.SS The local template
+The binary is also LXC's other image template,
+.BR lxc-local ,
+which makes a container from an image's tarballs at hand instead of a
+server's:
+.B lxc-download local
+(see
+.BR COMMANDS ),
+or the binary called
+.B lxc-local
+(a link or a copy of that name).
+.B make install
+puts a shim in place of LXC's
+.B lxc-local
+that runs
+.BR "lxc-download local" ,
+so that
+.B lxc-create \-t local
+runs it. The rootfs tarball
+.RB ( \-f )
+is unpacked and the meta tarball
+.RB ( \-m )
+applied as the download template applies an image's (excludes, templates,
+fstab, create-message; the expiry is ignored), with LXC 5.0's config
+layout: config, fstab and rootfs are byte for byte those of Debian 12's
+shell
+.BR lxc-local .
+Either tarball may be compressed with xz, gzip or zstd, or not at all,
+whatever it is called. Without
+.BR \-m ,
+lxc-create's config only gains
+.BR lxc.uts.name ,
+as LXC 6.0's
+.B lxc-local
+does.
+.B \-\-no\-dev
+leaves out everything below
+.I dev/
+in the rootfs tarball (upstream advertises it, but its getopt takes the
+next argument as its value). The tarballs are the user's own files, so
+nothing is verified; the rootfs is still unpacked into a private stage with
+every rule of the download template (nothing outside the rootfs is
+written, limits hold, a rootfs that is not empty is refused untouched).
 .SS Option forms
 Options are read as the shell template's GNU getopt read them:
 .BI \-\-dist= debian\fR,
@@ -238,6 +293,7 @@ lxc-create -t download -n c1 -- -d debian -r bookworm -a amd64
 lxc-download --list -d alpine
 lxc-download list --format json
 lxc-download --rootfs /srv/chroot/bookworm -d debian -r bookworm
+lxc-create -t local -n c2 -- -m meta.tar.xz -f rootfs.tar.zst
 lxc-download cache list
 lxc-download cache prune --older-than 14d
 .fi
