@@ -11,8 +11,9 @@ import (
 )
 
 // maxDefaultMemoryBudget is the most DefaultMemoryBudget returns: room for
-// eight 24 MiB blocks of xz --threads at the default level, with their
-// compressed data, or two of xz -9's 192 MiB blocks as streams.
+// eight 24 MiB blocks of xz --threads at the default level with their
+// compressed data, or one of xz -9's 192 MiB blocks (three as streams,
+// in windows of its 64 MiB dictionary).
 const maxDefaultMemoryBudget = 256 << 20
 
 // DefaultMemoryBudget returns the memory budget used when
@@ -106,7 +107,10 @@ func cgroupLimit(cgroupFile, root string) (limit int64, ok bool) {
 			}
 		}
 	}
-	return limit, limit >= 0
+	if limit < 0 {
+		return 0, false
+	}
+	return limit, true
 }
 
 // readLimit reads a cgroup memory limit file: a number of bytes, or "max"

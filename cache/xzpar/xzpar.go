@@ -63,9 +63,9 @@ type Options struct {
 	// MemoryBudget is how many bytes of memory the decoder's buffers may
 	// take, all workers together: decoded data in flight, compressed
 	// data held for decoding, and the dictionaries of blocks decoded as
-	// streams. 0 means DefaultMemoryBudget(). A block whose dictionary
-	// (or size, when smaller) plus 4 MiB exceeds it is refused with a
-	// *LimitError.
+	// streams. 0 means DefaultMemoryBudget(). A block that does not fit
+	// even as a stream, which takes its LZMA2 dictionary (or its size,
+	// when smaller) plus up to 4 MiB, is refused with a *LimitError.
 	MemoryBudget int64
 	// Progress, if set, is called from Read with the number of compressed
 	// bytes whose output has been handed out so far (an offset in the
