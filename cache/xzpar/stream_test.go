@@ -220,7 +220,7 @@ func TestStreamHeaderSizes(t *testing.T) {
 	i := bytes.Index(one[ob.offset:ob.offset+ob.headerSize], []byte{0x21, 0x01})
 	one[ob.offset+int64(i)+2] = 40
 	fixHeaderCRC(one, ob.offset)
-	mustFailStream(t, one, Options{}, "block 0 at offset 12: LZMA2 dictionary of 4294967295 bytes needs 4299161614 bytes of memory, more than the memory budget of")
+	mustFailStream(t, one, Options{}, "block 0 at offset 12: LZMA2 dictionary of 4294967295 bytes needs 4297195534 bytes of memory, more than the memory budget of")
 }
 
 func TestStreamUnsupported(t *testing.T) {

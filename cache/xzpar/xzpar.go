@@ -65,7 +65,8 @@ type Options struct {
 	// data held for decoding, and the dictionaries of blocks decoded as
 	// streams. 0 means DefaultMemoryBudget(). A block that does not fit
 	// even as a stream, which takes its LZMA2 dictionary (or its size,
-	// when smaller) plus up to 4 MiB, is refused with a *LimitError.
+	// when smaller) plus up to 4 MiB (2 MiB and 128 KiB where the budget
+	// is tight), is refused with a *LimitError.
 	MemoryBudget int64
 	// Progress, if set, is called from Read with the number of compressed
 	// bytes whose output has been handed out so far (an offset in the
@@ -221,16 +222,23 @@ func plan(size, packed, dict, budget int64, o Options) (whole bool, need int64) 
 	if size >= 0 && packed >= 0 && size <= budget-packed && !o.streamsOnly {
 		return true, size + packed
 	}
-	return false, lzma2.WindowSize(dict, size) + pieces*pieceLen(size)
+	win := lzma2.WindowSize(dict, size)
+	return false, win + pieces*pieceLen(size, win, budget)
 }
 
 // pieceLen is the size of the piece buffers of a block of size bytes
-// (-1: unknown) decoded as a stream.
-func pieceLen(size int64) int64 {
-	if size >= 0 {
-		return min(size, pieceSize)
+// (-1: unknown) decoded as a stream in a window of win bytes: pieceSize,
+// or firstPiece where the budget is too tight for that, and never more
+// than the block.
+func pieceLen(size, win, budget int64) int64 {
+	n := int64(pieceSize)
+	if win+pieces*n > budget {
+		n = firstPiece
 	}
-	return pieceSize
+	if size >= 0 {
+		n = min(n, size)
+	}
+	return n
 }
 
 // job is one block on its way to Read: decoded whole by a worker, decoded
@@ -403,13 +411,14 @@ func (r *parallelReader) newJob(b *block, src io.ReaderAt, input []byte) (*job, 
 func (r *parallelReader) streamBuffers(j *job, size int64) error {
 	r.streamedBlocks.Add(1)
 	var err error
-	if j.win, err = r.mem.get(lzma2.WindowSize(j.b.dictSize, size), r.quit); err != nil {
+	winLen := lzma2.WindowSize(j.b.dictSize, size)
+	if j.win, err = r.mem.get(winLen, r.quit); err != nil {
 		return err
 	}
 	j.pieces = make(chan piece, pieces)
 	j.spare = make(chan []byte, pieces)
 	for range pieces {
-		buf, err := r.mem.get(pieceLen(size), r.quit)
+		buf, err := r.mem.get(pieceLen(size, winLen, r.mem.limit), r.quit)
 		if err != nil {
 			return err
 		}

@@ -505,14 +505,21 @@ func TestMemoryBudget(t *testing.T) {
 		}
 	}
 
-	// Under 5 MiB and 15 bytes, the 5 MiB blocks cannot be decoded.
-	want := "block 0 at offset 12: LZMA2 dictionary of 1048576 bytes needs 5242895 bytes of memory, more than the memory budget of 5242880"
-	_, err := NewReader(bytes.NewReader(file), int64(len(file)), Options{MemoryBudget: 5 << 20})
+	// Under 5 MiB, pieces of output are smaller: 3 MiB and 15 bytes
+	// for the window, 128 KiB for pieces.
+	got, st, err := decodeAll(t, file, Options{MemoryBudget: 5<<20 - 1})
+	if err != nil || !bytes.Equal(got, data) || st.streamed != 2 {
+		t.Errorf("budget of 5 MiB less 1: %d bytes, %+v, %v", len(got), st, err)
+	}
+	// Under 3 MiB and 128 KiB (and 15 bytes), the 5 MiB blocks cannot
+	// be decoded.
+	want := "block 0 at offset 12: LZMA2 dictionary of 1048576 bytes needs 3276815 bytes of memory, more than the memory budget of 3276814"
+	_, err = NewReader(bytes.NewReader(file), int64(len(file)), Options{MemoryBudget: 3276814})
 	var le *LimitError
 	if !errors.As(err, &le) || err.Error() != "xz: "+want {
 		t.Errorf("NewReader: %v, want a *LimitError %q", err, want)
 	}
-	_, _, err = decodeStream(t, file, Options{MemoryBudget: 5 << 20})
+	_, _, err = decodeStream(t, file, Options{MemoryBudget: 3276814})
 	if !errors.As(err, &le) || err.Error() != "xz: "+want {
 		t.Errorf("NewStreamReader: %v, want a *LimitError %q", err, want)
 	}
