@@ -12,6 +12,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/lxc/lxc-download/cache"
+	"github.com/lxc/lxc-download/cache/xzpar"
 	"github.com/lxc/lxc-download/compat"
 )
 
@@ -39,6 +40,10 @@ func (r *run) create(ctx context.Context) (err error) {
 
 	r.say("Unpacking the rootfs")
 	rs, err := r.unpackInto(ctx, img)
+	var budget *xzpar.LimitError
+	if errors.As(err, &budget) {
+		return fmt.Errorf("%w (--memory-budget gives it more)", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -178,5 +183,5 @@ func (r *run) unpackBar(size int64) *progressbar.ProgressBar {
 
 // unpackOptions are the options of every unpack of this run.
 func (r *run) unpackOptions(excludes []string) cache.UnpackOptions {
-	return cache.UnpackOptions{Excludes: excludes, Userns: r.mode == compat.User, Warn: r.unpackWarn}
+	return cache.UnpackOptions{Excludes: excludes, Userns: r.mode == compat.User, Warn: r.unpackWarn, MemoryBudget: r.o.MemoryBudget}
 }
