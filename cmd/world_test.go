@@ -1,6 +1,7 @@
 package cmd_test
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,5 +83,59 @@ func TestNotFoundExplains(t *testing.T) {
 		if !strings.Contains(r.stderr, "\n"+c.hints+"\n") {
 			t.Errorf("%v: the hints lack %q:\n%s", c.args, c.hints, r)
 		}
+	}
+}
+
+// TestCacheExportImport: verified images move between hosts with their
+// evidence; an import verifies everything again and stores nothing that
+// does not verify, and what it stores serves an offline run.
+func TestCacheExportImport(t *testing.T) {
+	e := newEnv(t)
+	mustSucceed(t, e, e.run(e.image()...))
+	fetched, err := os.Stat(filepath.Join(e.cacheDir(), "build_id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(e.dir, "images.tar")
+	if r := e.runRaw("cache", "export", "-d", "debian", file); r.code != 0 {
+		t.Fatalf("export:\n%s", r)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Another host: an empty cache, and a server that is down.
+	e.cache = filepath.Join(e.dir, "other-cache")
+	if r := e.runRaw("cache", "import", file); r.code != 1 || !strings.Contains(r.stderr, "did not verify") {
+		t.Errorf("import with the built-in key only:\n%s", r)
+	}
+	tampered := append([]byte(nil), data...)
+	i := bytes.LastIndex(tampered, []byte("rootfs.tar.xz"))
+	tampered[i+2048] ^= 1 // inside the rootfs tarball's data
+	bad := filepath.Join(e.dir, "tampered.tar")
+	if err := os.WriteFile(bad, tampered, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.newContainer("c2")
+	r := e.runRaw("cache", "import", "--keyring", e.srv.KeyFile, bad)
+	e.mustFail(r, "1 of 1 images in "+bad+" did not verify and were not imported: debian/bookworm/amd64/default")
+	if _, err := os.Stat(e.cacheDir()); !os.IsNotExist(err) {
+		t.Errorf("a tampered image was stored: %v", err)
+	}
+	if r := e.runRaw("cache", "import", "--keyring", e.srv.KeyFile, file); r.code != 0 {
+		t.Fatalf("import:\n%s", r)
+	}
+	// An imported copy is as old as its signatures say, not as new as
+	// the import: the 30 days of the cache run from then.
+	if fi, err := os.Stat(filepath.Join(e.cacheDir(), "build_id")); err != nil || fi.ModTime().After(fetched.ModTime()) {
+		t.Errorf("imported copy fetched at %v, after the original download at %v", fi.ModTime(), fetched.ModTime())
+	}
+	before := len(e.srv.Requests())
+	r = e.run(e.image("--force-cache")...)
+	mustSucceed(t, e, r)
+	checkRootfs(t, e.rootfs, fetchtest.DefaultImage().Rootfs)
+	if n := len(e.srv.Requests()) - before; n != 0 {
+		t.Errorf("%d requests to the server by a run from the imported image", n)
 	}
 }

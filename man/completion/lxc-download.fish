@@ -3,7 +3,7 @@
 
 function __fish_lxc-download_no_subcommand --description 'Test if there has been any subcommand yet'
     for i in (commandline -opc)
-        if contains -- $i list cache list verify prune flush version help
+        if contains -- $i list cache list verify prune flush export import version help
             return 1
         end
     end
@@ -86,6 +86,18 @@ complete -c lxc-download -n '__fish_seen_subcommand_from flush' -f -l variant -r
 complete -c lxc-download -n '__fish_seen_subcommand_from flush' -f -l all -d 'Remove every cached image'
 complete -c lxc-download -n '__fish_seen_subcommand_from flush' -f -l dry-run -d 'Say what would be removed, and remove nothing'
 complete -c lxc-download -n '__fish_seen_subcommand_from flush' -f -l format -r -d 'Output format: text|json'
+complete -c lxc-download -n '__fish_seen_subcommand_from export' -f -l help -s h -d 'show help'
+complete -r -c lxc-download -n '__fish_seen_subcommand_from cache' -a 'export' -d 'Write the chosen cached images, with what they were verified with, to a tar file'
+complete -c lxc-download -n '__fish_seen_subcommand_from export' -f -l dist -s d -r -d 'Only the distribution DIST'
+complete -c lxc-download -n '__fish_seen_subcommand_from export' -f -l release -s r -r -d 'Only the release RELEASE'
+complete -c lxc-download -n '__fish_seen_subcommand_from export' -f -l arch -s a -r -d 'Only the architecture ARCH'
+complete -c lxc-download -n '__fish_seen_subcommand_from export' -f -l variant -r -d 'Only the variant VARIANT'
+complete -c lxc-download -n '__fish_seen_subcommand_from export' -f -l format -r -d 'Output format: text|json'
+complete -c lxc-download -n '__fish_seen_subcommand_from import' -f -l help -s h -d 'show help'
+complete -r -c lxc-download -n '__fish_seen_subcommand_from cache' -a 'import' -d 'Verify the images of a file cache export wrote, and store those that verify'
+complete -c lxc-download -n '__fish_seen_subcommand_from import' -l keyring -r -d 'OpenPGP public keys (armored or binary) to trust'
+complete -c lxc-download -n '__fish_seen_subcommand_from import' -f -l allow-downgrade -d 'Accept an index or build older than one seen before'
+complete -c lxc-download -n '__fish_seen_subcommand_from import' -f -l format -r -d 'Output format: text|json'
 complete -c lxc-download -n '__fish_seen_subcommand_from version' -f -l help -s h -d 'show help'
 complete -r -c lxc-download -n '__fish_lxc-download_no_subcommand' -a 'version' -d 'Print the version, commit, Go version, built-in key and compat level'
 complete -c lxc-download -n '__fish_seen_subcommand_from version' -f -l format -r -d 'Output format: text|json'
