@@ -111,7 +111,7 @@ func isTarHeader(head []byte) bool {
 // Decompress returns a reader of the tar stream in r, a tarball compressed
 // with any of the Compressions (told apart by DetectCompression), and
 // which compression it found. xz is decoded by xzpar (every block's check
-// verified), gzip by compress/gzip (concatenated members too, each
+// verified, within o.MemoryBudget), gzip by compress/gzip (concatenated members too, each
 // member's CRC-32 and size verified), zstd by klauspost/compress (frame
 // checksums verified; windows up to MaxZstdWindow). Errors of the
 // decoders say which format they come from. The caller must Close the
@@ -131,7 +131,7 @@ func Decompress(r io.Reader, o UnpackOptions) (io.ReadCloser, Compression, error
 	}
 	switch c {
 	case XZ:
-		dec, err := xzpar.NewStreamReader(br, xzpar.Options{Workers: o.Workers})
+		dec, err := xzpar.NewStreamReader(br, xzpar.Options{Workers: o.Workers, MemoryBudget: o.MemoryBudget})
 		if err != nil {
 			return nil, c, xzError(err)
 		}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -27,6 +28,11 @@ type Stage struct {
 	// (NAME.partial and NAME.partial.info) left there by an interrupted run
 	// are kept, so the next run can resume them.
 	Dir string
+	// Fetched, when not zero, is when the image counts as downloaded
+	// (Entry.Fetched, from which MaxAge runs) instead of the time of the
+	// commit: for a copy moved from another host, whose age only its
+	// signatures tell. A time after the commit's is not taken.
+	Fetched time.Time
 
 	c         Cache
 	k         Key
@@ -314,7 +320,7 @@ func checkRootfs(sd storeDir) error {
 }
 
 // writeMeta writes the meta files and build_id into d, each synced.
-func writeMeta(d storeDir, build string, files compat.MetaFiles) error {
+func writeMeta(d storeDir, build string, files compat.MetaFiles, fetched time.Time) error {
 	names := make([]string, 0, len(files))
 	for name := range files {
 		names = append(names, name)
@@ -325,11 +331,20 @@ func writeMeta(d storeDir, build string, files compat.MetaFiles) error {
 			return err
 		}
 	}
-	return writeFileAt(d.fd, buildIDName, []byte(build+"\n"), 0o644)
+	if err := writeFileAt(d.fd, buildIDName, []byte(build+"\n"), 0o644); err != nil {
+		return err
+	}
+	if fetched.IsZero() || fetched.After(time.Now()) {
+		return nil
+	}
+	// build_id's modification time is when the image was fetched, as the
+	// shell template has it.
+	ts := []unix.Timespec{unix.NsecToTimespec(fetched.UnixNano()), unix.NsecToTimespec(fetched.UnixNano())}
+	return unix.UtimesNanoAt(d.fd, buildIDName, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
 
 func (s *Stage) commitInPlace(sd storeDir, rec record, files compat.MetaFiles) (*Entry, error) {
-	if err := writeMeta(sd, rec.Build, files); err != nil {
+	if err := writeMeta(sd, rec.Build, files, s.Fetched); err != nil {
 		return nil, err
 	}
 	if err := writeFileAt(sd.fd, recordName, rec.marshal(), 0o644); err != nil {
@@ -370,7 +385,7 @@ func (s *Stage) commitToCache(sd storeDir, rec record, meta []byte, files compat
 		removeAllAt(parent.fd, n.tmp)
 		return nil, err
 	}
-	if err := writeMeta(tmp, rec.Build, files); err != nil {
+	if err := writeMeta(tmp, rec.Build, files, s.Fetched); err != nil {
 		return fail(err)
 	}
 	if err := writeFileAt(tmp.fd, metaName, meta, 0o644); err != nil {

@@ -29,8 +29,13 @@ type UnpackOptions struct {
 	// discards them.
 	Warn io.Writer
 	// Workers is how many xz blocks Unpack decodes in parallel; 0 means one
-	// per CPU. Serial decoding ignores it.
+	// per CPU.
 	Workers int
+	// MemoryBudget bounds the memory the xz decoder's buffers take, all
+	// workers together (xzpar.Options.MemoryBudget); 0 means
+	// xzpar.DefaultMemoryBudget(). An archive that cannot be decoded
+	// within it fails with an *xzpar.LimitError.
+	MemoryBudget int64
 	// Limits bound what an archive may ask for; a zero field takes the
 	// value of DefaultLimits.
 	Limits Limits
@@ -123,9 +128,9 @@ func (e *LimitError) Error() string {
 }
 
 // Unpack unpacks archive, a rootfs.tar.xz, into the existing directory
-// rootfs. Files of several xz blocks (as written by xz --threads) are
-// decoded by o.Workers goroutines in parallel, others serially; either way
-// decoding overlaps with writing the files. Whatever the archive says,
+// rootfs. Its xz blocks (several, as written by xz --threads) are decoded
+// by o.Workers goroutines in parallel within o.MemoryBudget; decoding
+// overlaps with writing the files. Whatever the archive says,
 // nothing is written outside rootfs. On error, what was unpacked so far
 // stays in rootfs for the caller to remove.
 func Unpack(ctx context.Context, archive *os.File, rootfs string, o UnpackOptions) error {
@@ -134,7 +139,7 @@ func Unpack(ctx context.Context, archive *os.File, rootfs string, o UnpackOption
 		return fmt.Errorf("unpack rootfs: %w", err)
 	}
 	size := fi.Size()
-	xo := xzpar.Options{Workers: o.Workers}
+	xo := xzpar.Options{Workers: o.Workers, MemoryBudget: o.MemoryBudget}
 	if o.Progress != nil {
 		xo.Progress = func(n int64) { o.Progress(n, size) }
 	}
@@ -155,7 +160,7 @@ func Unpack(ctx context.Context, archive *os.File, rootfs string, o UnpackOption
 // reading, decoding and writing overlap. It is Unpack for a stream, such as
 // a download, that cannot be read at random.
 func UnpackReader(ctx context.Context, r io.Reader, rootfs string, o UnpackOptions) error {
-	xo := xzpar.Options{Workers: o.Workers}
+	xo := xzpar.Options{Workers: o.Workers, MemoryBudget: o.MemoryBudget}
 	if o.Progress != nil {
 		xo.Progress = func(n int64) { o.Progress(n, -1) }
 	}

@@ -80,6 +80,8 @@ func cacheCommand(s IO) *cli.Command {
 					return cacheAction(c, s, func(st cacheOp) error { return st.flush() })
 				},
 			},
+			exportCommand(s),
+			importCommand(s),
 		},
 	}
 }
@@ -107,11 +109,18 @@ type cacheOp struct {
 	now    time.Time
 }
 
-// cacheAction checks a cache command's arguments and runs fn on the store.
+// cacheAction checks that a cache command has no arguments and runs fn on
+// the store.
 func cacheAction(c *cli.Context, s IO, fn func(cacheOp) error) error {
 	if c.NArg() > 0 {
 		return usageErrorf("%s takes no arguments, not %q", c.Command.Name, c.Args().First())
 	}
+	return cacheActionArgs(c, s, fn)
+}
+
+// cacheActionArgs runs fn on the store for a cache command whose
+// arguments its action has checked.
+func cacheActionArgs(c *cli.Context, s IO, fn func(cacheOp) error) error {
 	format, err := checkFormat(c)
 	if err != nil {
 		return err

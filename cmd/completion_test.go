@@ -18,7 +18,7 @@ var completionCases = []struct {
 }{
 	{"lxc-download ", []string{"list", "cache", "local", "version", "help"}},
 	{"lxc-download ca", []string{"cache"}},
-	{"lxc-download cache ", []string{"list", "verify", "prune", "flush"}},
+	{"lxc-download cache ", []string{"list", "verify", "prune", "flush", "export", "import"}},
 	{"lxc-download cache flush --d", []string{"--dist", "--dry-run"}},
 	{"lxc-download -d debian --rel", []string{"--release"}},
 	{"lxc-download --fo", []string{"--format", "--force-cache"}},

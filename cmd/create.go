@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/lxc/lxc-download/cache"
+	"github.com/lxc/lxc-download/cache/xzpar"
 	"github.com/lxc/lxc-download/compat"
 )
 
@@ -38,6 +40,10 @@ func (r *run) create(ctx context.Context) (err error) {
 
 	r.say("Unpacking the rootfs")
 	rs, err := r.unpackInto(ctx, img)
+	var budget *xzpar.LimitError
+	if errors.As(err, &budget) {
+		return fmt.Errorf("%w (--memory-budget gives it more)", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -88,12 +94,16 @@ func (r *run) prepareTarget() (config []byte, cleanup func(), err error) {
 	o := r.o
 	cleanup = func() {}
 	if o.standalone() {
-		if _, err := os.Lstat(o.Rootfs); errors.Is(err, os.ErrNotExist) {
-			if err := os.MkdirAll(o.Rootfs, 0o755); err != nil {
-				return nil, nil, fmt.Errorf("create rootfs: %w", err)
+		made, err := mkdirAllMade(o.Rootfs)
+		if err != nil {
+			return nil, nil, fmt.Errorf("create rootfs: %w", err)
+		}
+		// A failed run leaves no trace of what it made: the rootfs and
+		// the parents it had to make, each only if still empty.
+		cleanup = func() {
+			for _, d := range made {
+				os.Remove(d)
 			}
-			// A failed run leaves no trace of what it made.
-			cleanup = func() { os.Remove(o.Rootfs) }
 		}
 	} else {
 		if !isDir(o.Rootfs) {
@@ -115,6 +125,22 @@ func (r *run) prepareTarget() (config []byte, cleanup func(), err error) {
 		return nil, nil, err
 	}
 	return config, cleanup, nil
+}
+
+// mkdirAllMade is os.MkdirAll(dir, 0755) that returns the directories it
+// made, deepest first.
+func mkdirAllMade(dir string) ([]string, error) {
+	var made []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || !errors.Is(err, os.ErrNotExist) || d == filepath.Dir(d) {
+			break
+		}
+		made = append(made, d)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return made, nil
 }
 
 // complete finishes the rootfs in its stage dir, before anyone can reach
@@ -196,5 +222,5 @@ func (r *run) unpackBar(size int64) *progressbar.ProgressBar {
 
 // unpackOptions are the options of every unpack of this run.
 func (r *run) unpackOptions(excludes []string) cache.UnpackOptions {
-	return cache.UnpackOptions{Excludes: excludes, Userns: r.mode == compat.User, Warn: r.unpackWarn}
+	return cache.UnpackOptions{Excludes: excludes, Userns: r.mode == compat.User, Warn: r.unpackWarn, MemoryBudget: r.o.MemoryBudget}
 }

@@ -70,6 +70,7 @@ type Options struct {
 	MaxMetaSize    int64         // bytes of meta.tar.xz at most
 	MaxRootfsSize  int64         // bytes of rootfs.tar.xz at most
 	DiskReserve    int64         // free bytes a download leaves; negative: none
+	MemoryBudget   int64         // bytes of decoded xz data in flight at most
 
 	// Set by lxc-create.
 	Name, Path, Rootfs   string
@@ -152,6 +153,8 @@ var templateOptions = []templateOption{
 		Usage: "Largest rootfs.tar.xz to download (default: 8G)"}},
 	{arg: "size", flag: &cli.StringFlag{Name: "max-meta-size", Category: sectionOptional,
 		Usage: "Largest meta.tar.xz to download (default: 64M)"}},
+	{arg: "size", flag: &cli.StringFlag{Name: "memory-budget", Category: sectionOptional,
+		Usage: "Memory for decoding the rootfs (default: a quarter\nof the memory available, at most 256M)"}},
 	{arg: "size", flag: &cli.StringFlag{Name: "keep-free", Category: sectionOptional,
 		Usage: "Free space a download leaves (default: the lesser\nof 256M and 5% of the filesystem; off: none)"}},
 
@@ -304,6 +307,9 @@ func optionsFrom(c flagValues, s IO) (Options, error) {
 		return o, err
 	}
 	if o.DiskReserve, err = parseSize("keep-free", c.String("keep-free"), true); err != nil {
+		return o, err
+	}
+	if o.MemoryBudget, err = parseSize("memory-budget", c.String("memory-budget"), false); err != nil {
 		return o, err
 	}
 	if o.Server != "" {

@@ -56,6 +56,7 @@ func Run(ctx context.Context, o Options, s IO) error {
 	if r.ns == compat.InUserns && o.MappedUID < 0 && !o.List && !o.standalone() {
 		return errors.New("In a user namespace without a map")
 	}
+	r.serverArch()
 	if o.List {
 		_, err := r.list(ctx)
 		return err
@@ -145,7 +146,18 @@ func (r *run) chooseImage(ctx context.Context) error {
 		}
 	}
 	fmt.Fprintln(r.s.Stdout)
+	r.serverArch()
 	return nil
+}
+
+// serverArch takes the architecture as uname or a distribution names it
+// (x86_64, aarch64, armv7l, i686, ...) to the image server's name for it,
+// the table host detection uses, and says so.
+func (r *run) serverArch() {
+	if a, ok := compat.ServerArch(r.o.Arch); ok && a != r.o.Arch {
+		r.say("Using architecture %s for %s", a, r.o.Arch)
+		r.o.Arch = a
+	}
 }
 
 // list prints the index, filtered by what the options name.

@@ -396,3 +396,40 @@ func TestSecurityLockFilePrivate(t *testing.T) {
 		t.Errorf("another user took the lock")
 	}
 }
+
+// TestSecurityMemoryBudget: a rootfs of a few KB that decodes to 64 MiB of
+// zeros in one block is decoded within the memory budget, as a stream; a
+// budget too small even for that is refused before decoding, saying how
+// to give it more.
+func TestSecurityMemoryBudget(t *testing.T) {
+	if _, err := exec.LookPath("xz"); err != nil {
+		t.Skip("needs xz to pack a 64 MiB block")
+	}
+	dir := t.TempDir()
+	zeros := filepath.Join(dir, "zeros")
+	f, err := os.Create(zeros)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(64 << 20)
+	f.Close()
+	tarball := filepath.Join(dir, "rootfs.tar")
+	if out, err := exec.Command("tar", "-C", dir, "-cf", tarball, "--transform", "s|^|./|", "zeros").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v\n%s", err, out)
+	}
+	xz, err := exec.Command("xz", "-6", "-T2", "--block-size=64MiB", "-c", tarball).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t)
+	e.srv.SetSigned(defaultRootfsPath, xz)
+	r := e.run(e.image("--memory-budget", "4M")...)
+	e.mustFail(r, "--memory-budget")
+	e.newContainer("c2")
+	if r := e.run(e.image()...); r.code != 0 {
+		t.Fatalf("with the default budget:\n%s", r)
+	}
+	if fi, err := os.Stat(filepath.Join(e.rootfs, "zeros")); err != nil || fi.Size() != 64<<20 {
+		t.Errorf("the 64 MiB file: %v, %v", fi, err)
+	}
+}

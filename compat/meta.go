@@ -14,8 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/ulikunitz/xz"
-	"github.com/ulikunitz/xz/lzma"
+	"github.com/lxc/lxc-download/cache/xzpar"
 )
 
 // Limits on a meta tarball, which comes from the network. A real one is a
@@ -33,11 +32,18 @@ const (
 	MaxMetaFileSize = 1 << 20
 	// MaxMetaTotal is the most bytes of all files together.
 	MaxMetaTotal = 4 << 20
-	// MaxMetaDict is the largest LZMA2 dictionary the xz data may ask the
-	// decoder to allocate (xz -9 uses 64 MiB; a meta tarball needs far
-	// less). Without it a few bytes could ask for 4 GiB.
-	MaxMetaDict = 64 << 20
 )
+
+// metaMemoryBudget bounds the memory decoding the xz data takes: a block's
+// output and compressed data, which MaxMetaTar and MaxMetaCompressed bound
+// (a larger dictionary than the data is never allocated).
+const metaMemoryBudget = MaxMetaTar + MaxMetaCompressed
+
+// xzMagic starts every xz file.
+var xzMagic = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
+
+// errNotXZ is the error for data that does not start like xz.
+var errNotXZ = errors.New("not xz data")
 
 // ErrNoConfig is the error for a meta tarball without the configuration
 // file the mode needs; its text is the shell template's message.
@@ -58,7 +64,7 @@ type MetaFiles map[string][]byte
 // not xz, is truncated or fails its checksums is an error that says xz.
 func ReadMetaTarball(r io.Reader) (MetaFiles, error) {
 	// Read it whole first: it is small, and the xz structure can then be
-	// checked for dictionary sizes before the decoder allocates anything.
+	// checked, and the size of its content, before anything is decoded.
 	compressed, err := io.ReadAll(io.LimitReader(r, MaxMetaCompressed+1))
 	if err != nil {
 		return nil, fmt.Errorf("meta tarball: read: %w", err)
@@ -66,15 +72,24 @@ func ReadMetaTarball(r io.Reader) (MetaFiles, error) {
 	if len(compressed) > MaxMetaCompressed {
 		return nil, fmt.Errorf("meta tarball: more than %d bytes compressed", MaxMetaCompressed)
 	}
-	if err := checkXZ(compressed, MaxMetaDict); err != nil {
-		return nil, fmt.Errorf("meta tarball: %w", err)
+	if !bytes.HasPrefix(compressed, xzMagic) {
+		return nil, fmt.Errorf("meta tarball: %w", errNotXZ)
 	}
-	// The smallest dictionary to start from: the decoder grows it to what
-	// the data asks for, which checkXZ has bounded.
-	dec, err := xz.ReaderConfig{DictCap: lzma.MinDictCap}.NewReader(bytes.NewReader(compressed))
+	// The same decoder as the rootfs's, as strict as xz: the network
+	// gets no looser parser for the small file.
+	ra := bytes.NewReader(compressed)
+	info, err := xzpar.Stat(ra, int64(len(compressed)))
 	if err != nil {
 		return nil, fmt.Errorf("meta tarball: %w", xzError{err})
 	}
+	if info.Size > MaxMetaTar {
+		return nil, fmt.Errorf("meta tarball: more than %d bytes uncompressed", MaxMetaTar)
+	}
+	dec, err := xzpar.NewReader(ra, int64(len(compressed)), xzpar.Options{Workers: 1, MemoryBudget: metaMemoryBudget})
+	if err != nil {
+		return nil, fmt.Errorf("meta tarball: %w", xzError{err})
+	}
+	defer dec.Close()
 	return readMetaEntries(&limitedXZ{r: dec, left: MaxMetaTar})
 }
 
@@ -118,8 +133,8 @@ func readMetaEntries(stream io.Reader) (MetaFiles, error) {
 		}
 		files[name] = data
 	}
-	// Read the xz stream to its end, so its index and checksums are
-	// checked too: tar stops at its end marker.
+	// Read the stream to its end, so the decompressor's index and
+	// checksums are checked too: tar stops at its end marker.
 	if _, err := io.Copy(io.Discard, stream); err != nil {
 		return nil, fmt.Errorf("meta tarball: %w", err)
 	}

@@ -3,6 +3,7 @@ package compat
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"hash/crc32"
 	"io"
@@ -301,20 +302,21 @@ func TestReadMetaTarballBadStreams(t *testing.T) {
 		{"empty", nil, "meta tarball: not xz data"},
 		{"plain tar", tarball, "meta tarball: not xz data"},
 		{"gzip", []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3}, "meta tarball: not xz data"},
-		{"xz magic only", good[:6], "meta tarball: xz: truncated or corrupt data: shorter than a stream"},
-		{"truncated in the middle", good[:len(good)/2], "meta tarball: xz: truncated or corrupt data"},
-		{"footer cut", good[:len(good)-1], "meta tarball: xz: truncated or corrupt data: no stream footer at the end"},
+		{"xz magic only", good[:6], "meta tarball: xz: file is truncated (6 bytes)"},
+		{"truncated in the middle", good[:len(good)/2], "meta tarball: xz: "},
+		{"footer cut", good[:len(good)-1], "meta tarball: xz: file size"},
 		{"data corrupted", flip(good, len(good)/2), "meta tarball: xz: "},
 		{"stream header corrupted", flip(good, 7), "meta tarball: xz: "},
 		{"trailing garbage", append(slices.Clone(good), "garbage!"...), "meta tarball: xz: "},
 		{"odd padding", append(slices.Clone(good), 0, 0), "meta tarball: xz: "},
-		{"only padding after the magic", append(slices.Clone(xzHeaderMagic), make([]byte, 30)...), "meta tarball: xz: "},
+		{"only padding after the magic", append(slices.Clone(xzMagic), make([]byte, 30)...), "meta tarball: xz: "},
 		{"xz of something that is not tar", xzCompress(t, []byte(strings.Repeat("not a tarball\n", 100)), xz.WriterConfig{}), "meta tarball: archive/tar: invalid tar header"},
 		{"tar cut short inside xz", xzCompress(t, makeTar(t, tarEntry{name: "config", body: strings.Repeat("C", 1000)})[:700], xz.WriterConfig{}), "meta tarball: read config: unexpected EOF"},
 		{"too much after the tar end", xzCompress(t, append(slices.Clone(tarball), make([]byte, MaxMetaTar)...), xz.WriterConfig{}), "meta tarball: more than 8388608 bytes uncompressed"},
 		{"too big compressed", append(slices.Clone(good), make([]byte, MaxMetaCompressed)...), "meta tarball: more than 4194304 bytes compressed"},
-		{"dictionary too big", withDictCode(t, good, 40), "meta tarball: xz: dictionary of 4294967295 bytes, more than the limit of 67108864"},
-		{"dictionary just too big", withDictCode(t, good, 29), "meta tarball: xz: dictionary of 100663296 bytes, more than the limit of 67108864"},
+		{"index claims too much", withUncompressedSize(t, good, MaxMetaTar+1), "meta tarball: more than 8388608 bytes uncompressed"},
+		{"end-of-payload marker in LZMA2", eopm(t), "meta tarball: xz: block 0 at offset 12: corrupt LZMA2 data at offset"},
+		{"other filters", bcj(t), "meta tarball: xz: block 0 at offset 12: unsupported filter chain x86 BCJ (ID 0x4) + LZMA2 (ID 0x21)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			files, err := ReadMetaTarball(bytes.NewReader(c.data))
@@ -326,9 +328,12 @@ func TestReadMetaTarballBadStreams(t *testing.T) {
 			}
 		})
 	}
-	// The largest dictionary allowed is fine.
-	if _, err := ReadMetaTarball(bytes.NewReader(withDictCode(t, good, 28))); err != nil {
-		t.Errorf("64 MiB dictionary: %v", err)
+	// A dictionary larger than the data costs no more than the data:
+	// even 4 GiB is fine.
+	for _, code := range []byte{28, 29, 40} {
+		if _, err := ReadMetaTarball(bytes.NewReader(withDictCode(t, good, code))); err != nil {
+			t.Errorf("dictionary code %d: %v", code, err)
+		}
 	}
 
 	// Every truncation is an error that says xz.
@@ -379,9 +384,9 @@ func TestReadMetaTarballReadError(t *testing.T) {
 func withDictCode(t testing.TB, data []byte, code byte) []byte {
 	t.Helper()
 	data = slices.Clone(data)
-	h := data[xzHeaderLen:]
+	h := data[12:] // after the stream header
 	hdrLen := (int(h[0]) + 1) * 4
-	if h[1] != 0 || h[2] != xzLZMA2 || h[3] != 1 {
+	if h[1] != 0 || h[2] != 0x21 || h[3] != 1 { // LZMA2 alone
 		t.Fatalf("unexpected block header % x", h[:hdrLen])
 	}
 	h[4] = code
@@ -390,12 +395,114 @@ func withDictCode(t testing.TB, data []byte, code byte) []byte {
 	return data
 }
 
-func TestLZMA2Dict(t *testing.T) {
-	for code, want := range map[byte]int64{0: 4 << 10, 1: 6 << 10, 2: 8 << 10, 18: 2 << 20, 22: 8 << 20, 28: 64 << 20, 29: 96 << 20, 39: 3 << 30, 40: 1<<32 - 1, 41: 0, 0x40 | 2: 8 << 10} {
-		if got := lzma2Dict(code); got != want {
-			t.Errorf("lzma2Dict(%d) = %d, want %d", code, got, want)
+// withUncompressedSize returns a copy of the single-block xz file data
+// (of less than 128 bytes of content) whose index says the block holds
+// size bytes, with the index's CRC32 fixed.
+func withUncompressedSize(t testing.TB, data []byte, size uint64) []byte {
+	t.Helper()
+	footer := data[len(data)-12:]
+	indexLen := (int(binary.LittleEndian.Uint32(footer[4:8])) + 1) * 4
+	index := data[len(data)-12-indexLen : len(data)-12]
+	if index[0] != 0 || index[1] != 1 || index[2]&0x80 != 0 || index[3]&0x80 != 0 || index[4]&0x80 != 0 {
+		t.Skipf("unexpected index % x", index)
+	}
+	// indicator, count, unpadded size (1 byte), uncompressed size
+	rec := []byte{0, 1, index[2]}
+	for v := size; ; v >>= 7 {
+		if v < 0x80 {
+			rec = append(rec, byte(v))
+			break
+		}
+		rec = append(rec, byte(v)|0x80)
+	}
+	for len(rec)%4 != 0 {
+		rec = append(rec, 0)
+	}
+	rec = binary.LittleEndian.AppendUint32(rec, crc32.ChecksumIEEE(rec))
+	out := slices.Concat(data[:len(data)-12-indexLen], rec, footer)
+	f := out[len(out)-12:]
+	binary.LittleEndian.PutUint32(f[4:8], uint32(len(rec)/4-1))
+	binary.LittleEndian.PutUint32(f[0:4], crc32.ChecksumIEEE(f[4:10]))
+	return out
+}
+
+// eopm returns an xz file like xz-utils' tests/files/bad-1-lzma2-7.xz:
+// its one LZMA2 chunk ends, after all of its declared output, with an
+// end-of-payload marker, which xz refuses and ulikunitz/xz takes. The
+// chunk's data is what xz --format=lzma writes for input of unknown size.
+func eopm(t testing.TB) []byte {
+	t.Helper()
+	content := makeTar(t, tarEntry{name: "config", body: "C\n"})
+	cmd := exec.Command(xzPath(t), "--format=lzma", "--lzma1=preset=6,lc=3,lp=0,pb=2", "-c")
+	cmd.Stdin = io.MultiReader(bytes.NewReader(content)) // a pipe: size unknown
+	alone, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lz := alone[13:] // after properties, dictionary size and size
+	u, p := len(content)-1, len(lz)-1
+	block := []byte{0xe0 | byte(u>>16), byte(u >> 8), byte(u), byte(p >> 8), byte(p), alone[0]}
+	block = append(append(block, lz...), 0)
+	// Stream header, block header (LZMA2, 64 KiB dictionary), the
+	// chunk, padding, no check, index, footer.
+	out := []byte{0xfd, '7', 'z', 'X', 'Z', 0, 0, 0}
+	out = binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(out[6:8]))
+	h := []byte{2, 0, 0x21, 1, 12, 0, 0, 0}
+	h = binary.LittleEndian.AppendUint32(h, crc32.ChecksumIEEE(h))
+	out = append(append(out, h...), block...)
+	for len(out)%4 != 0 {
+		out = append(out, 0)
+	}
+	index := []byte{0, 1}
+	for _, v := range []int{len(h) + len(block), len(content)} {
+		for ; v >= 0x80; v >>= 7 {
+			index = append(index, byte(v)|0x80)
+		}
+		index = append(index, byte(v))
+	}
+	for len(index)%4 != 0 {
+		index = append(index, 0)
+	}
+	index = binary.LittleEndian.AppendUint32(index, crc32.ChecksumIEEE(index))
+	footer := binary.LittleEndian.AppendUint32(nil, uint32(len(index)/4-1))
+	footer = append(footer, 0, 0)
+	out = append(out, index...)
+	out = binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(footer))
+	out = append(append(out, footer...), 'Y', 'Z')
+	if cmd := exec.Command(xzPath(t), "-t"); true {
+		cmd.Stdin = bytes.NewReader(out)
+		if cmd.Run() == nil {
+			t.Fatal("xz -t accepts the end-of-payload marker")
 		}
 	}
+	return out
+}
+
+// xzPath returns the path of the xz command; without it the test is
+// skipped, but in CI (CI=true), where it must be installed, it fails.
+func xzPath(t testing.TB) string {
+	t.Helper()
+	path, err := exec.LookPath("xz")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("xz command not found")
+		}
+		t.Skip("xz command not found (install xz-utils)")
+	}
+	return path
+}
+
+// bcj returns a meta tarball compressed with the x86 BCJ filter before
+// LZMA2, made by the xz command.
+func bcj(t testing.TB) []byte {
+	t.Helper()
+	cmd := exec.Command(xzPath(t), "-c", "--x86", "--lzma2")
+	cmd.Stdin = bytes.NewReader(makeTar(t, tarEntry{name: "config", body: "C\n"}))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func TestMetaFilesRelevant(t *testing.T) {
@@ -565,5 +672,43 @@ func TestMetaUnreadable(t *testing.T) {
 	}
 	if _, ok, err := (Meta{Dir: dir, Mode: System}).Read("config"); ok || !errors.Is(err, os.ErrPermission) {
 		t.Errorf("Read without permission: %v, %v", ok, err)
+	}
+}
+
+// TestReadMetaTarballXZUtilsFiles reads xz-utils' test files (tests/files
+// of github.com/tukaani-project/xz, 0BSD), named by $XZ_TEST_FILES, as
+// meta tarballs: the bad and unsupported ones must fail, as xz refuses
+// them (in xz, or on the size the index declares); the good ones (which
+// hold no tar) may only fail in tar, or, with filters other than LZMA2,
+// as unsupported.
+func TestReadMetaTarballXZUtilsFiles(t *testing.T) {
+	dir := os.Getenv("XZ_TEST_FILES")
+	if dir == "" {
+		t.Skip("XZ_TEST_FILES is not set: it names a copy of xz-utils' tests/files (github.com/tukaani-project/xz, 0BSD)")
+	}
+	names, err := filepath.Glob(filepath.Join(dir, "*.xz"))
+	if err != nil || len(names) < 60 {
+		t.Fatalf("%d files in %s: %v", len(names), dir, err)
+	}
+	for _, path := range names {
+		name := filepath.Base(path)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = ReadMetaTarball(bytes.NewReader(data))
+		xzErr := err != nil && (strings.HasPrefix(err.Error(), "meta tarball: xz: ") || strings.HasPrefix(err.Error(), "meta tarball: not xz data"))
+		switch {
+		case strings.HasPrefix(name, "bad-") || strings.HasPrefix(name, "unsupported-"):
+			if err == nil || !strings.HasPrefix(err.Error(), "meta tarball: ") {
+				t.Errorf("%s: %v, want an error", name, err)
+			}
+		case strings.Contains(name, "delta") || strings.Contains(name, "bcj") || strings.Contains(name, "arm64"):
+			if !xzErr || !strings.Contains(err.Error(), "unsupported filter chain") {
+				t.Errorf("%s: %v, want an unsupported filter chain", name, err)
+			}
+		case xzErr:
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }

@@ -588,3 +588,31 @@ func Recheck(kr openpgp.EntityList, ev Evidence, name, sha256Hex string) (*Check
 	}
 	return NewCheck(name, kr, sig, "")
 }
+
+// EvidenceTime verifies the signatures of evidence with the keys of kr
+// and returns when the newest of them was made: an image cannot have been
+// downloaded before it was signed, so a copy of unknown age (one moved
+// between hosts) is taken to be that old, and no younger.
+func EvidenceTime(kr openpgp.EntityList, ev Evidence) (time.Time, error) {
+	var newest time.Time
+	if len(ev.SHA256SUMS) > 0 {
+		t, err := verifyDetached(kr, "SHA256SUMS", ev.SHA256SUMS, ev.SHA256SUMSSig, time.Now)
+		if err != nil {
+			return time.Time{}, err
+		}
+		newest = t
+	}
+	for name, sig := range ev.Signatures {
+		s, _, err := readSignature(kr, sig)
+		if err != nil {
+			return time.Time{}, &SignatureError{File: name, Reason: err}
+		}
+		if s.CreationTime.After(newest) {
+			newest = s.CreationTime
+		}
+	}
+	if newest.IsZero() {
+		return time.Time{}, &SignatureError{File: "SHA256SUMS", Reason: errors.New("no signed evidence")}
+	}
+	return newest, nil
+}

@@ -235,12 +235,13 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
-// BenchmarkDecodeRatio times xzpar with 1 and 2 workers, ulikunitz/xz
-// alone and xz -dc (single-threaded, as tar -J runs it) on the same input,
-// each round running them one after the other in a rotating order, and
-// reports the medians of the ratios of their wall times: on a shared
-// machine, load that changes between runs skews separate benchmarks more
-// than it skews these. An iteration is $XZPAR_RATIO_ROUNDS rounds
+// BenchmarkDecodeRatio times xzpar with 1 and 2 workers (NewReader, and
+// NewStreamReader reading the file once), ulikunitz/xz alone and xz -dc
+// (single-threaded, as tar -J runs it) on the same input, each round
+// running them one after the other in a rotating order, and reports the
+// medians of the ratios of their wall times and of their CPU times: on a
+// shared machine, load that changes between runs skews separate benchmarks
+// more than it skews these. An iteration is $XZPAR_RATIO_ROUNDS rounds
 // (default 3); run it with -benchtime 1x.
 func BenchmarkDecodeRatio(b *testing.B) {
 	in := openBenchInput(b)
@@ -251,6 +252,7 @@ func BenchmarkDecodeRatio(b *testing.B) {
 	}{
 		{"xzpar2", xzpar(2)},
 		{"xzpar1", xzpar(1)},
+		{"stream1", xzparStream(1)},
 		{"ulikunitz", ulikunitzSerial},
 		{"xz", xzCommand(xzPath, "1")},
 	}
@@ -262,28 +264,37 @@ func BenchmarkDecodeRatio(b *testing.B) {
 		}
 	}
 	times := make(map[string][]float64)
+	cpus := make(map[string][]float64)
 	b.ResetTimer()
 	for i := range b.N * rounds {
 		for k := range decoders {
 			d := decoders[(i+k)%len(decoders)]
 			start := time.Now()
-			d.decode(b, in)
+			cpu0 := processCPU()
+			_, childCPU := d.decode(b, in)
+			cpu := processCPU() - cpu0
+			if childCPU > 0 {
+				cpu = childCPU
+			}
 			times[d.name] = append(times[d.name], time.Since(start).Seconds())
+			cpus[d.name] = append(cpus[d.name], cpu.Seconds())
 		}
 	}
 	b.StopTimer()
-	ratio := func(a, c string) float64 {
+	ratio := func(of map[string][]float64, a, c string) float64 {
 		var r []float64
-		for i := range times[a] {
-			r = append(r, times[a][i]/times[c][i])
+		for i := range of[a] {
+			r = append(r, of[a][i]/of[c][i])
 		}
 		slices.Sort(r)
 		return r[len(r)/2]
 	}
-	b.ReportMetric(ratio("xzpar2", "xz"), "xzpar2/xz-dc")
-	b.ReportMetric(ratio("xzpar2", "ulikunitz"), "xzpar2/ulikunitz")
-	b.ReportMetric(ratio("xzpar1", "ulikunitz"), "xzpar1/ulikunitz")
-	b.ReportMetric(ratio("ulikunitz", "xz"), "ulikunitz/xz-dc")
+	b.ReportMetric(ratio(times, "xzpar2", "xz"), "xzpar2/xz-dc")
+	b.ReportMetric(ratio(times, "xzpar2", "ulikunitz"), "xzpar2/ulikunitz")
+	b.ReportMetric(ratio(times, "xzpar1", "ulikunitz"), "xzpar1/ulikunitz")
+	b.ReportMetric(ratio(times, "ulikunitz", "xz"), "ulikunitz/xz-dc")
+	b.ReportMetric(ratio(cpus, "xzpar1", "xz"), "xzpar1-cpu/xz-dc")
+	b.ReportMetric(ratio(cpus, "stream1", "xz"), "stream1-cpu/xz-dc")
 }
 
 // watchMemory samples the Go heap and the arenas' buffers until the

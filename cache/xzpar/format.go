@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"strings"
 )
 
 // The xz container, as described in "The .xz File Format" version 1.2.1
@@ -38,8 +39,7 @@ const (
 	// maxVLI is the largest value of the format's variable-length integers.
 	maxVLI = math.MaxInt64
 
-	// Check IDs this decoder verifies; the others are valid but unknown
-	// to it (and to ulikunitz/xz).
+	// Check IDs this decoder verifies; the others are valid but refused.
 	checkNone   = 0x00
 	checkCRC32  = 0x01
 	checkCRC64  = 0x04
@@ -74,10 +74,7 @@ type block struct {
 	compressedSize int64
 	size           int64 // uncompressed, from the index
 	check          byte  // check ID of the block's stream
-	// lzma2 is set when the filter chain is LZMA2 alone, the only one the
-	// parallel decoder handles; dictSize is then its dictionary size.
-	lzma2    bool
-	dictSize int64
+	dictSize       int64 // of its LZMA2 filter, the only one
 }
 
 // dataOffset is where the block's compressed data starts.
@@ -94,13 +91,8 @@ func pad4(n int64) int64 { return (n + 3) &^ 3 }
 // layout is what the parser learns of a file.
 type layout struct {
 	blocks []block
-	// supported is false when some block uses a check or filter chain the
-	// parallel decoder does not handle; the file must then be decoded
-	// serially.
-	supported bool
-	// maxBlockSize and maxDictSize are the largest over all blocks.
+	// maxBlockSize is the largest over all blocks.
 	maxBlockSize int64
-	maxDictSize  int64
 }
 
 // parse reads the structure of the xz file of size bytes in ra: every
@@ -125,7 +117,7 @@ func parse(ra io.ReaderAt, size int64) (*layout, error) {
 	}
 	var streams [][]block // in reverse order
 	nblocks := 0
-	l := &layout{supported: true}
+	l := &layout{}
 	pos := size
 	for pos > 0 {
 		var err error
@@ -154,14 +146,7 @@ func parse(ra io.ReaderAt, size int64) (*layout, error) {
 				return nil, errors.New("xz: total uncompressed size overflows")
 			}
 			uncompressed += b.size
-			if checkSize(b.check) > 0 && b.check != checkCRC32 && b.check != checkCRC64 && b.check != checkSHA256 {
-				l.supported = false
-			}
-			if !b.lzma2 {
-				l.supported = false
-			}
 			l.maxBlockSize = max(l.maxBlockSize, b.size)
-			l.maxDictSize = max(l.maxDictSize, b.dictSize)
 			l.blocks = append(l.blocks, b)
 		}
 	}
@@ -275,12 +260,20 @@ func parseStream(ra io.ReaderAt, end int64, maxBlocks int) ([]block, int64, erro
 	return blocks, start, nil
 }
 
-// streamCheck validates stream flags and returns the check ID.
+// streamCheck validates stream flags and returns the check ID. A check
+// this package does not compute is refused: xz decodes such a file with a
+// warning that it cannot verify it, but unverified data is not to be
+// unpacked silently.
 func streamCheck(flags []byte) (byte, error) {
 	if flags[0] != 0 || flags[1]&0xf0 != 0 {
-		return 0, fmt.Errorf("unsupported stream flags %#02x%02x", flags[0], flags[1])
+		return 0, fmt.Errorf("%w stream flags %#02x%02x", ErrUnsupported, flags[0], flags[1])
 	}
-	return flags[1], nil
+	switch c := flags[1]; c {
+	case checkNone, checkCRC32, checkCRC64, checkSHA256:
+		return c, nil
+	default:
+		return 0, fmt.Errorf("%w check ID %#x (only none, CRC32, CRC64 and SHA-256 are)", ErrUnsupported, c)
+	}
 }
 
 // record is one index record.
@@ -404,11 +397,9 @@ func readVLI(r io.ByteReader) (uint64, error) {
 }
 
 // readBlockHeader reads the header of b, checks it against the index and
-// fills in headerSize, lzma2 and dictSize.
+// fills in headerSize and dictSize.
 func readBlockHeader(ra io.ReaderAt, b *block) error {
-	fail := func(format string, a ...any) error {
-		return fmt.Errorf("xz: block %d at offset %d: %s", b.num, b.offset, fmt.Sprintf(format, a...))
-	}
+	fail := func(format string, a ...any) error { return blockError(b, format, a...) }
 	var buf [1024]byte
 	if err := readAt(ra, buf[:1], b.offset, "block header"); err != nil {
 		return err
@@ -420,9 +411,9 @@ func readBlockHeader(ra io.ReaderAt, b *block) error {
 	if err := readAt(ra, h, b.offset, "block header"); err != nil {
 		return err
 	}
-	bh, err := parseBlockHeader(h)
+	bh, err := parseBlockHeader(h, checkSize(b.check))
 	if err != nil {
-		return fail("%v", err)
+		return fail("%w", err)
 	}
 	b.headerSize = int64(len(h))
 	b.compressedSize -= b.headerSize
@@ -435,7 +426,7 @@ func readBlockHeader(ra io.ReaderAt, b *block) error {
 	if bh.uncompressed >= 0 && bh.uncompressed != b.size {
 		return fail("uncompressed size %d in the header, %d in the index", bh.uncompressed, b.size)
 	}
-	b.lzma2, b.dictSize = bh.lzma2, bh.dictSize
+	b.dictSize = bh.dictSize
 	return nil
 }
 
@@ -447,15 +438,44 @@ func blockHeaderSize(first byte) int { return (int(first) + 1) * 4 }
 type blockHeader struct {
 	// compressed and uncompressed are the sizes the header gives, or -1.
 	compressed, uncompressed int64
-	// lzma2 is set when the filter chain is LZMA2 alone.
-	lzma2 bool
 	// dictSize is the LZMA2 dictionary size.
 	dictSize int64
 }
 
+// filterName names a filter ID of the xz format.
+func filterName(id uint64) string {
+	var name string
+	switch id {
+	case 0x03:
+		name = "Delta"
+	case 0x04:
+		name = "x86 BCJ"
+	case 0x05:
+		name = "PowerPC BCJ"
+	case 0x06:
+		name = "IA-64 BCJ"
+	case 0x07:
+		name = "ARM BCJ"
+	case 0x08:
+		name = "ARM-Thumb BCJ"
+	case 0x09:
+		name = "SPARC BCJ"
+	case 0x0a:
+		name = "ARM64 BCJ"
+	case 0x0b:
+		name = "RISC-V BCJ"
+	case filterLZMA2:
+		name = "LZMA2"
+	default:
+		name = "unknown"
+	}
+	return fmt.Sprintf("%s (ID %#x)", name, id)
+}
+
 // parseBlockHeader parses and checks the block header h, whose length is
-// the one its first byte gives.
-func parseBlockHeader(h []byte) (blockHeader, error) {
+// the one its first byte gives, of a block with a check of cs bytes.
+// Filter chains other than LZMA2 alone are refused as unsupported.
+func parseBlockHeader(h []byte, cs int) (blockHeader, error) {
 	bh := blockHeader{compressed: -1, uncompressed: -1}
 	n := len(h)
 	if crc32.ChecksumIEEE(h[:n-4]) != binary.LittleEndian.Uint32(h[n-4:]) {
@@ -463,7 +483,7 @@ func parseBlockHeader(h []byte) (blockHeader, error) {
 	}
 	flags := h[1]
 	if flags&0x3c != 0 {
-		return bh, fmt.Errorf("unsupported block flags %#02x", flags)
+		return bh, fmt.Errorf("%w block flags %#02x", ErrUnsupported, flags)
 	}
 	r := bytes.NewReader(h[2 : n-4])
 	if flags&0x40 != 0 {
@@ -471,7 +491,8 @@ func parseBlockHeader(h []byte) (blockHeader, error) {
 		if err != nil {
 			return bh, fmt.Errorf("compressed size: %v", readErr(err))
 		}
-		if c == 0 || c > maxVLI {
+		// The block's unpadded size must stay a valid one.
+		if c == 0 || c > uint64(maxVLI&^3-int64(n)-int64(cs)) {
 			return bh, fmt.Errorf("bad compressed size %d", c)
 		}
 		bh.compressed = int64(c)
@@ -487,7 +508,8 @@ func parseBlockHeader(h []byte) (blockHeader, error) {
 		bh.uncompressed = int64(u)
 	}
 	nfilters := int(flags&3) + 1
-	bh.lzma2 = nfilters == 1
+	var chain []string
+	lzma2At := -1
 	for i := 0; i < nfilters; i++ {
 		id, err := readVLI(r)
 		if err != nil {
@@ -502,23 +524,23 @@ func parseBlockHeader(h []byte) (blockHeader, error) {
 		}
 		props := make([]byte, psize)
 		r.Read(props)
+		chain = append(chain, filterName(id))
 		if id == filterLZMA2 {
-			if i != nfilters-1 {
-				return bh, errors.New("LZMA2 is not the last filter")
-			}
+			lzma2At = i
 			if psize != 1 || props[0] > 40 {
-				return bh, errors.New("bad LZMA2 properties")
+				return bh, fmt.Errorf("invalid LZMA2 properties %x", props)
 			}
 			bh.dictSize = lzma2DictSize(props[0])
-		} else if i == nfilters-1 {
-			// Every valid chain ends with LZMA2.
-			return bh, fmt.Errorf("last filter %#x is not LZMA2", id)
 		}
 	}
 	for r.Len() > 0 {
 		if c, _ := r.ReadByte(); c != 0 {
-			return bh, errors.New("non-zero header padding")
+			// xz, too, takes it for a field it does not know.
+			return bh, fmt.Errorf("%w block header: non-zero padding", ErrUnsupported)
 		}
+	}
+	if nfilters != 1 || lzma2At != 0 {
+		return bh, fmt.Errorf("%w filter chain %s: only LZMA2 alone is supported", ErrUnsupported, strings.Join(chain, " + "))
 	}
 	return bh, nil
 }

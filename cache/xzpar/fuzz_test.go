@@ -23,32 +23,30 @@ func readBounded(r io.Reader) ([]byte, bool, error) {
 }
 
 // FuzzNewReader checks that no input makes the decoders panic, hang or
-// return anything but an "xz: " error, and that whatever NewReader
-// decodes is what ulikunitz/xz's serial decoder and NewStreamReader decode
-// from the same input.
+// return anything but an "xz: " error; that NewReader and NewStreamReader
+// accept the same inputs (but for those over the memory budget, which
+// NewStreamReader may not know the block sizes of) and decode them alike;
+// and that whatever they decode, ulikunitz/xz decodes alike.
 func FuzzNewReader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		o := Options{Workers: 3, MaxBlockSize: 4 << 20}
+		o := Options{Workers: 3, MemoryBudget: 16 << 20}
 		streamed, streamErr := fuzzStream(t, data, o)
-		r, err := NewReader(bytes.NewReader(data), int64(len(data)), o)
-		if err != nil {
-			if !strings.HasPrefix(err.Error(), "xz: ") {
-				t.Fatalf("NewReader: %v", err)
+		got, err := fuzzFile(t, data, o)
+		var le *LimitError
+		switch {
+		case err == nil && streamErr == nil:
+			if !bytes.Equal(got, streamed) {
+				t.Fatalf("decoded %d bytes, NewStreamReader %d, and they differ", len(got), len(streamed))
 			}
+		case errors.Is(err, errTooBig) || errors.Is(streamErr, errTooBig):
 			return
+		case err == nil && !errors.As(streamErr, &le):
+			t.Fatalf("NewReader decodes %d bytes, NewStreamReader fails: %v", len(got), streamErr)
+		case streamErr == nil && !errors.As(err, &le):
+			t.Fatalf("NewStreamReader decodes %d bytes, NewReader fails: %v", len(streamed), err)
 		}
-		got, tooBig, err := readBounded(r)
-		if cerr := r.Close(); cerr != nil {
-			t.Fatalf("Close: %v", cerr)
-		}
-		if err != nil && !strings.HasPrefix(err.Error(), "xz: ") {
-			t.Fatalf("Read: %v", err)
-		}
-		if err != nil || tooBig {
+		if err != nil {
 			return
-		}
-		if streamErr == nil && !bytes.Equal(got, streamed) {
-			t.Fatalf("decoded %d bytes, NewStreamReader %d, and they differ", len(got), len(streamed))
 		}
 
 		// ulikunitz/xz allocates the dictionary a header declares, so
@@ -57,8 +55,10 @@ func FuzzNewReader(f *testing.F) {
 		if perr != nil {
 			t.Fatalf("NewReader accepted what parse refuses: %v", perr)
 		}
-		if l.maxDictSize > 64<<20 {
-			return
+		for _, b := range l.blocks {
+			if b.dictSize > 64<<20 {
+				return
+			}
 		}
 		xr, err := xz.ReaderConfig{DictCap: lzma.MinDictCap}.NewReader(bytes.NewReader(data))
 		if err != nil {
@@ -74,8 +74,33 @@ func FuzzNewReader(f *testing.F) {
 	})
 }
 
+// errTooBig is the error of fuzzFile and fuzzStream for output over
+// fuzzMaxOutput.
+var errTooBig = errors.New("too big")
+
+// fuzzFile decodes data with NewReader, checking its errors are xz
+// errors; output over fuzzMaxOutput is errTooBig.
+func fuzzFile(t *testing.T, data []byte, o Options) ([]byte, error) {
+	r, err := NewReader(bytes.NewReader(data), int64(len(data)), o)
+	if err != nil {
+		if !strings.HasPrefix(err.Error(), "xz: ") {
+			t.Fatalf("NewReader: %v", err)
+		}
+		return nil, err
+	}
+	defer r.Close()
+	out, tooBig, err := readBounded(r)
+	if err != nil && !strings.HasPrefix(err.Error(), "xz: ") {
+		t.Fatalf("NewReader Read: %v", err)
+	}
+	if err == nil && tooBig {
+		err = errTooBig
+	}
+	return out, err
+}
+
 // fuzzStream decodes data with NewStreamReader, checking its errors are
-// xz errors; output over fuzzMaxOutput counts as an error.
+// xz errors; output over fuzzMaxOutput is errTooBig.
 func fuzzStream(t *testing.T, data []byte, o Options) ([]byte, error) {
 	r, err := NewStreamReader(bytes.NewReader(data), o)
 	if err != nil {
@@ -90,7 +115,7 @@ func fuzzStream(t *testing.T, data []byte, o Options) ([]byte, error) {
 		t.Fatalf("NewStreamReader Read: %v", err)
 	}
 	if err == nil && tooBig {
-		err = errors.New("too big")
+		err = errTooBig
 	}
 	return out, err
 }

@@ -123,35 +123,45 @@ func tarLike(size int, seed uint64) []byte {
 	return out.Bytes()
 }
 
-// decodeAll decodes data with NewReader and reports whether the parallel
-// decoder was used.
-func decodeAll(tb testing.TB, data []byte, o Options) ([]byte, bool, error) {
+// decodeStats says how a reader decoded: how many blocks workers decoded,
+// and how many blocks were decoded as streams (in workers or not).
+type decodeStats struct {
+	workers, streamed int64
+}
+
+// stats returns r's decodeStats.
+func stats(r io.Reader) decodeStats {
+	pr := r.(*parallelReader)
+	return decodeStats{pr.workerBlocks.Load(), pr.streamedBlocks.Load()}
+}
+
+// decodeAll decodes data with NewReader.
+func decodeAll(tb testing.TB, data []byte, o Options) ([]byte, decodeStats, error) {
 	tb.Helper()
 	r, err := NewReader(bytes.NewReader(data), int64(len(data)), o)
 	if err != nil {
-		return nil, false, err
+		return nil, decodeStats{}, err
 	}
-	_, parallel := r.(*parallelReader)
 	out, err := io.ReadAll(r)
 	if cerr := r.Close(); cerr != nil {
 		tb.Errorf("Close: %v", cerr)
 	}
-	return out, parallel, err
+	return out, stats(r), err
 }
 
 // decodeStream decodes data with NewStreamReader, reading it in pieces of
-// varying sizes, and reports how many blocks workers decoded.
-func decodeStream(tb testing.TB, data []byte, o Options) ([]byte, int64, error) {
+// varying sizes.
+func decodeStream(tb testing.TB, data []byte, o Options) ([]byte, decodeStats, error) {
 	tb.Helper()
 	r, err := NewStreamReader(&choppyReader{data: data}, o)
 	if err != nil {
-		return nil, 0, err
+		return nil, decodeStats{}, err
 	}
 	out, err := io.ReadAll(r)
 	if cerr := r.Close(); cerr != nil {
 		tb.Errorf("Close: %v", cerr)
 	}
-	return out, r.(*parallelReader).workerBlocks.Load(), err
+	return out, stats(r), err
 }
 
 // choppyReader returns its data in pieces of 1 to 8000 bytes, like a

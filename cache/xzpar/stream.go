@@ -3,45 +3,37 @@ package xzpar
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"hash/crc32"
-	"hash/crc64"
 	"io"
-	"runtime"
-
-	"github.com/ulikunitz/xz/lzma"
 )
 
 // NewStreamReader returns a reader of the decompressed content of the xz
-// data read from r, such as a download in progress. Blocks whose headers
-// give their sizes (xz --threads writes them) are read whole and decoded
-// in parallel like NewReader's; other blocks are decoded as they are read,
-// in the reading goroutine. Either way, reading r and decoding overlap
-// with the caller's use of the output.
+// data read from r, such as a download in progress or a file read once
+// from start to end. Blocks whose headers give their sizes (xz --threads
+// writes them) are read into memory and decoded by workers in parallel,
+// as NewReader decodes them, within the same budget; other blocks (and
+// those whose compressed data does not fit in the budget) are decoded as
+// they are read, in the goroutine that reads r. Either way, reading r and
+// decoding overlap with the caller's use of the output.
 //
 // Unlike NewReader, it cannot check the index before decoding, so errors
-// in the container show up in Read, in order, after the data before them.
-// Data of a block decoded as it is read (one without sizes in its header)
-// is handed out before its check is verified; the error comes at the end
-// of the block. Blocks decoded in parallel are verified before any of
-// their data is handed out. Filters other than LZMA2 are not supported.
+// in the container, and blocks over the memory budget (*LimitError), show
+// up in Read, in order, after the data before them. Data of a block
+// decoded as a stream is handed out as it is decoded, each LZMA2 chunk
+// once it has decoded cleanly, before the block's check is verified; the
+// error comes at the end of the block. Blocks decoded whole are verified
+// before any of their data is handed out.
 //
 // Close must be called. It stops the decoding goroutines; the one reading
 // r returns once its current Read on r does (Close does not close r, and
-// does not wait for that Read). Options.Progress reports the bytes read from r whose output has been
-// handed out.
+// does not wait for that Read). Options.Progress reports the bytes read
+// from r whose output has been handed out.
 func NewStreamReader(r io.Reader, o Options) (io.ReadCloser, error) {
-	if o.Workers <= 0 {
-		o.Workers = runtime.GOMAXPROCS(0)
-	}
-	if o.MaxBlockSize <= 0 {
-		o.MaxBlockSize = DefaultMaxBlockSize
-	}
-	s := &streamParser{in: bufio.NewReaderSize(r, inputBufferSize), o: o}
+	o = o.withDefaults()
+	s := &streamParser{in: bufio.NewReaderSize(r, inputBufferSize)}
 	// Fail early on what is not xz at all.
 	if magic, err := s.in.Peek(len(headerMagic)); !bytes.Equal(magic, headerMagic) {
 		if len(magic) < len(headerMagic) && bytes.Equal(magic, headerMagic[:len(magic)]) {
@@ -59,22 +51,26 @@ func NewStreamReader(r io.Reader, o Options) (io.ReadCloser, error) {
 type streamParser struct {
 	in  *bufio.Reader
 	off int64 // bytes consumed from in
-	o   Options
 	r   *parallelReader
 
 	blocks int // blocks so far, for numbering
+	// dec decodes the blocks decoded here, once there is one.
+	dec *blockDecoder
 }
 
 // errStop says the reader was closed while the parser waited.
 var errStop = errors.New("xz: stopped")
+
+// errQueued says the error that ended parsing is queued for Read already.
+var errQueued = errors.New("xz: error queued")
 
 // dispatch parses the whole input, then queues the error that ended it,
 // if any.
 func (s *streamParser) dispatch(r *parallelReader) {
 	s.r = r
 	err := s.parse()
-	if err != nil && err != errStop {
-		r.queue(ready(nil, false, s.off, err))
+	if err != nil && err != errStop && err != errQueued {
+		r.queueError(s.off, err)
 	}
 }
 
@@ -254,206 +250,111 @@ func (s *streamParser) index(records []record) (int64, error) {
 }
 
 // block reads one block, queueing it for a worker when its header gives
-// its sizes, and decoding it here otherwise. It returns the block's index
+// its sizes and the budget allows to hold its compressed data, and
+// decoding it here as a stream otherwise. It returns the block's index
 // record.
 func (s *streamParser) block(check byte) (record, error) {
+	if s.blocks >= maxBlocks {
+		return record{}, fmt.Errorf("xz: file has more than %d blocks, the most this decoder takes", maxBlocks)
+	}
 	b := &block{num: s.blocks, offset: s.off, check: check}
 	s.blocks++
-	fail := func(format string, a ...any) error {
-		return fmt.Errorf("xz: block %d at offset %d: %s", b.num, b.offset, fmt.Sprintf(format, a...))
-	}
 	var buf [1024]byte
 	first, _ := s.in.Peek(1)
 	h := buf[:blockHeaderSize(first[0])]
 	if err := s.readFull(h, "block header"); err != nil {
 		return record{}, err
 	}
-	bh, err := parseBlockHeader(h)
-	if err != nil {
-		return record{}, fail("%v", err)
-	}
-	if !bh.lzma2 {
-		return record{}, fail("filter chain not supported (only LZMA2 is)")
-	}
-	b.headerSize, b.lzma2, b.dictSize = int64(len(h)), true, bh.dictSize
 	cs := int64(checkSize(check))
-
-	// Valid LZMA2 data is at most a little larger than its content; a
-	// block claiming more is decoded here, as it is read, rather than
-	// buffered whole.
-	if bh.compressed >= 0 && bh.uncompressed >= 0 && bh.uncompressed <= s.o.MaxBlockSize &&
-		bh.compressed <= bh.uncompressed+bh.uncompressed/64+(64<<10) {
-		b.compressedSize, b.size = bh.compressed, bh.uncompressed
-		if err := s.queueBlock(b); err != nil {
-			return record{}, err
-		}
-		return record{b.headerSize + b.compressedSize + cs, b.size}, nil
-	}
-	return s.decodeHere(b, bh, fail)
-}
-
-// queueBlock reads block b's data, padding and check and queues it for a
-// worker.
-func (s *streamParser) queueBlock(b *block) error {
-	out, ok := s.r.takeBuffer()
-	if !ok {
-		return errStop
-	}
-	var input []byte
-	select {
-	case input = <-s.r.inputs:
-	case <-s.r.quit:
-		return errStop
-	}
-	n := int(b.paddedEnd() - b.dataOffset())
-	if cap(input) < n {
-		s.r.arena.free(input)
-		var err error
-		if input, err = s.r.arena.alloc(n); err != nil {
-			return fmt.Errorf("xz: block %d at offset %d: %w", b.num, b.offset, err)
-		}
-	}
-	input = input[:n]
-	if err := s.readFull(input, fmt.Sprintf("block %d", b.num)); err != nil {
-		return err
-	}
-	src := &memReaderAt{data: input, base: b.dataOffset()}
-	j := &job{b: b, src: src, input: input, buf: out, token: true, end: s.off, done: make(chan struct{})}
-	if !s.r.queue(j) {
-		return errStop
-	}
-	return nil
-}
-
-// decodeHere decodes block b as it is read, queueing its output as it
-// comes, and verifies it at its end.
-func (s *streamParser) decodeHere(b *block, bh blockHeader, fail func(string, ...any) error) (record, error) {
-	dict := bh.dictSize
-	if bh.uncompressed >= 0 {
-		// A block needs no more dictionary than its size.
-		dict = min(dict, bh.uncompressed)
-	}
-	if limit := max(s.o.MaxBlockSize, DefaultMaxBlockSize); dict > limit {
-		return record{}, fail("LZMA2 dictionary of %d bytes exceeds the limit of %d", dict, limit)
-	}
-	var input io.Reader = s
-	if bh.compressed >= 0 {
-		input = io.LimitReader(s, bh.compressed)
-	}
-	dataStart := s.off
-	lr, err := lzma.Reader2Config{DictCap: int(max(dict, lzma.MinDictCap))}.NewReader2(input)
+	bh, err := parseBlockHeader(h, int(cs))
 	if err != nil {
-		return record{}, fail("%v", err)
+		return record{}, blockError(b, "%w", err)
 	}
-	h := newCheck(b.check)
-	var size int64
-	// Hand out small pieces first, so the consumer starts early and a
-	// tiny block costs little.
-	chunk := 64 << 10
-	for {
-		buf, ok := s.r.takeBuffer()
-		if !ok {
-			return record{}, errStop
-		}
-		if cap(buf) < chunk {
-			s.r.arena.free(buf)
-			if buf, err = s.r.arena.alloc(chunk); err != nil {
-				return record{}, fail("%v", err)
-			}
-		}
-		buf = buf[:min(cap(buf), chunk)]
-		chunk = min(2*chunk, decodeChunk)
-		n, err := fill(lr, buf)
-		size += int64(n)
-		if h != nil {
-			h.Write(buf[:n])
-		}
-		if bh.uncompressed >= 0 && size > bh.uncompressed {
-			err = fail("more data than the %d bytes the header says", bh.uncompressed)
-		} else if errors.Is(err, io.ErrUnexpectedEOF) {
-			err = fail("compressed data ends early: %v", errTruncated)
-		} else if err != nil && !errors.Is(err, io.EOF) {
-			err = fail("%v", err)
-		}
-		if !s.r.queue(ready(buf[:n], true, s.off, nil)) {
-			return record{}, errStop
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return record{}, err
-		}
+	b.headerSize, b.dictSize = int64(len(h)), bh.dictSize
+	b.compressedSize, b.size = bh.compressed, bh.uncompressed
+	budget := s.r.mem.limit
+	packed := int64(-1) // data, padding and check
+	if bh.compressed >= 0 {
+		packed = pad4(b.headerSize+bh.compressed) - b.headerSize + cs
 	}
-	compressed := s.off - dataStart
-	if bh.compressed >= 0 && compressed != bh.compressed {
-		return record{}, fail("%d bytes of compressed data, but the header says %d", compressed, bh.compressed)
+	whole, need := plan(bh.uncompressed, packed, b.dictSize, budget, s.r.o)
+	switch {
+	case whole:
+	case packed >= 0 && bh.uncompressed >= 0 && need <= budget-packed:
+		// Held in memory, it can be decoded by a worker as a
+		// stream, at the same time as others.
+	default:
+		if need > budget {
+			return record{}, &LimitError{Block: b.num, Offset: b.offset, DictSize: b.dictSize, Need: need, Budget: budget}
+		}
+		return s.decodeHere(b)
 	}
-	if bh.uncompressed >= 0 && size != bh.uncompressed {
-		return record{}, fail("%d bytes of data, but the header says %d", size, bh.uncompressed)
-	}
-	b.compressedSize, b.size = compressed, size
-	tail := make([]byte, b.paddedEnd()-dataStart-compressed)
-	if err := s.readFull(tail, fmt.Sprintf("block %d check", b.num)); err != nil {
+	input, err := s.r.mem.get(packed, s.r.quit)
+	if err != nil {
 		return record{}, err
 	}
-	padding := len(tail) - checkSize(b.check)
-	for _, c := range tail[:padding] {
-		if c != 0 {
-			return record{}, fail("non-zero block padding")
+	if err := s.readFull(input, fmt.Sprintf("block %d", b.num)); err != nil {
+		s.r.mem.put(input)
+		return record{}, err
+	}
+	j, err := s.r.newJob(b, &memReaderAt{data: input, base: b.dataOffset()}, input)
+	if err != nil {
+		s.r.mem.put(input)
+		return record{}, err
+	}
+	if !s.r.queue(j, true) {
+		return record{}, errStop
+	}
+	return record{b.headerSize + b.compressedSize + cs, b.size}, nil
+}
+
+// decodeHere decodes block b as it is read, as a stream, queueing its
+// output as it comes, and verifies it at its end.
+func (s *streamParser) decodeHere(b *block) (record, error) {
+	select {
+	case <-s.r.slots:
+	case <-s.r.quit:
+		return record{}, errStop
+	}
+	j := &job{b: b}
+	if err := s.r.streamBuffers(j, b.size); err != nil {
+		if err == errStopped {
+			return record{}, errStop
 		}
+		return record{}, blockError(b, "%w", err)
 	}
-	if h != nil && !bytes.Equal(h.Sum(nil), tail[padding:]) {
-		return record{}, fail("%s check mismatch: corrupt data", checkName(b.check))
+	s.r.queue(j, false)
+	if s.dec == nil {
+		s.dec = &blockDecoder{r: s.r}
+		s.dec.st.Stop = s.r.quit
 	}
-	return record{b.headerSize + compressed + int64(checkSize(b.check)), size}, nil
+	err := s.decodeStream(j)
+	if err == errStopped {
+		return record{}, errStop
+	}
+	j.end = s.off
+	s.dec.endStream(j, err)
+	if err != nil {
+		// Read says it after the data before it.
+		return record{}, errQueued
+	}
+	return record{b.headerSize + b.compressedSize + int64(checkSize(b.check)), b.size}, nil
 }
 
-// newCheck returns a hash computing check id as stored in xz files (CRC
-// values little-endian), or nil for none.
-func newCheck(id byte) hash.Hash {
-	switch id {
-	case checkCRC32:
-		return &leHash32{crc32.NewIEEE()}
-	case checkCRC64:
-		return &leHash64{crc64.New(crc64Table())}
-	case checkSHA256:
-		return sha256.New()
+// decodeStream decodes block b of job j as it is read, verifying its
+// sizes, padding and check.
+func (s *streamParser) decodeStream(j *job) error {
+	b := j.b
+	var input io.Reader = s
+	if b.compressedSize >= 0 {
+		input = io.LimitReader(s, b.compressedSize)
 	}
-	return nil
-}
-
-// leHash32 gives a 32-bit hash's sum little-endian, as xz stores CRC32.
-type leHash32 struct{ hash.Hash32 }
-
-// Sum implements hash.Hash.
-func (h *leHash32) Sum(b []byte) []byte { return binary.LittleEndian.AppendUint32(b, h.Sum32()) }
-
-// leHash64 gives a 64-bit hash's sum little-endian, as xz stores CRC64.
-type leHash64 struct{ hash.Hash64 }
-
-// Sum implements hash.Hash.
-func (h *leHash64) Sum(b []byte) []byte { return binary.LittleEndian.AppendUint64(b, h.Sum64()) }
-
-// memReaderAt reads a piece of a file held in memory, at the file's
-// offsets.
-type memReaderAt struct {
-	data []byte
-	base int64
-}
-
-// ReadAt implements io.ReaderAt.
-func (m *memReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	off -= m.base
-	if off < 0 {
-		return 0, errors.New("xz: read before the block")
+	if err := s.dec.stream(j, input, b.size, b.compressedSize, "header"); err != nil {
+		return err
 	}
-	if off >= int64(len(m.data)) {
-		return 0, io.EOF
+	tail := s.dec.tail[:pad4(b.headerSize+b.compressedSize)-b.headerSize-b.compressedSize+int64(checkSize(b.check))]
+	if err := s.readFull(tail, fmt.Sprintf("block %d check", b.num)); err != nil {
+		return err
 	}
-	n := copy(p, m.data[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
+	return s.dec.checkTail(b, tail, nil)
 }

@@ -147,6 +147,13 @@ func TestStreamLyingIndex(t *testing.T) {
 // sizes) replaced by one declaring the given sizes.
 func withHeaderSizes(t *testing.T, file []byte, b block, compressed, uncompressed uint64) []byte {
 	t.Helper()
+	return withHeader(t, file, b, int64(compressed), int64(uncompressed))
+}
+
+// withHeader returns file with the header of block b (one with both
+// sizes) replaced by one declaring the given sizes, -1 for none.
+func withHeader(t *testing.T, file []byte, b block, compressed, uncompressed int64) []byte {
+	t.Helper()
 	old := file[b.offset : b.offset+b.headerSize]
 	if old[1]&0xc0 != 0xc0 {
 		t.Fatal("header without both sizes")
@@ -155,9 +162,15 @@ func withHeaderSizes(t *testing.T, file []byte, b block, compressed, uncompresse
 	readVLI(r)
 	readVLI(r)
 	filters := old[len(old)-4-r.Len() : len(old)-4]
-	h := []byte{0, old[1]}
-	h = putVLI(h, compressed)
-	h = putVLI(h, uncompressed)
+	h := []byte{0, old[1] &^ 0xc0}
+	if compressed >= 0 {
+		h[1] |= 0x40
+		h = putVLI(h, uint64(compressed))
+	}
+	if uncompressed >= 0 {
+		h[1] |= 0x80
+		h = putVLI(h, uint64(uncompressed))
+	}
 	h = append(h, filters...) // with the old padding, trimmed below
 	h = bytes.TrimRight(h, "\x00")
 	for (len(h)+4)%4 != 0 {
@@ -176,14 +189,18 @@ func TestStreamHeaderSizes(t *testing.T) {
 	b := blocksOf(t, file)[1]
 
 	measure := allocated
-	// Blocks claiming to be huge are decoded as read, not buffered.
+	// Blocks claiming to be huge are decoded as streams, not buffered.
 	bad := withHeaderSizes(t, file, b, uint64(b.compressedSize), 1<<41+65536)
-	alloc := measure(func() { mustFailStream(t, bad, Options{Workers: 2}, "bytes of data, but the header says") })
+	alloc := measure(func() {
+		mustFailStream(t, bad, Options{Workers: 2}, "block 1 at offset 26520: less data than the 2199023321088 bytes the header says (65536)")
+	})
 	if alloc > 64<<20 {
 		t.Errorf("allocated %d bytes for a block claiming 2 TiB", alloc)
 	}
 	bad = withHeaderSizes(t, file, b, 1<<41, 65536)
-	alloc = measure(func() { mustFailStream(t, bad, Options{Workers: 2}, "bytes of compressed data, but the header says") })
+	alloc = measure(func() {
+		mustFailStream(t, bad, Options{Workers: 2}, "block 1 at offset 26520: 22196 bytes of compressed data, but the header says 2199023255552")
+	})
 	if alloc > 64<<20 {
 		t.Errorf("allocated %d bytes for a block claiming 2 TiB of compressed data", alloc)
 	}
@@ -196,36 +213,25 @@ func TestStreamHeaderSizes(t *testing.T) {
 	bad = withHeaderSizes(t, file, b, uint64(b.compressedSize-1), 65536)
 	mustFailStream(t, bad, Options{Workers: 2}, "block 1 at offset")
 
-	// Blocks over MaxBlockSize are decoded as read; the result is the same.
-	small := 0
-	for _, b := range blocksOf(t, file) {
-		if b.size <= 65535 {
-			small++
-		}
-	}
-	got, inWorkers, err := decodeStream(t, file, Options{Workers: 2, MaxBlockSize: 65535})
-	if err != nil || !bytes.Equal(got, data) || inWorkers != int64(small) {
-		t.Fatalf("MaxBlockSize 65535: %d bytes, %d blocks in workers, err %v", len(got), inWorkers, err)
-	}
-
-	// A 4 GiB dictionary is refused when it would be allocated.
+	// A 4 GiB dictionary is refused when it would be allocated: in a
+	// block without sizes.
 	one := xzCompress(t, data[:1000], "-T1")
 	ob := blocksOf(t, one)[0]
 	i := bytes.Index(one[ob.offset:ob.offset+ob.headerSize], []byte{0x21, 0x01})
 	one[ob.offset+int64(i)+2] = 40
 	fixHeaderCRC(one, ob.offset)
-	mustFailStream(t, one, Options{}, "dictionary of 4294967295 bytes exceeds the limit")
+	mustFailStream(t, one, Options{}, "block 0 at offset 12: LZMA2 dictionary of 4294967295 bytes needs 4297195534 bytes of memory, more than the memory budget of")
 }
 
 func TestStreamUnsupported(t *testing.T) {
 	data := sampleData()
 	file := xzCompress(t, data, "-T2", "--block-size=64KiB", "--x86", "--lzma2=preset=1")
-	mustFailStream(t, file, Options{}, "block 0 at offset 12: filter chain not supported")
+	mustFailStream(t, file, Options{}, "block 0 at offset 12: unsupported filter chain x86 BCJ (ID 0x4) + LZMA2 (ID 0x21)")
 	file = xzCompress(t, data, "-1", "-T2", "--block-size=64KiB", "--check=crc32")
 	// Check ID 2 is reserved (4 bytes, like CRC32): valid, but unknown.
 	file[7] = 0x02
 	binary.LittleEndian.PutUint32(file[8:], crc32.ChecksumIEEE(file[6:8]))
-	mustFailStream(t, file, Options{}, "unsupported check 0x2")
+	mustFailStream(t, file, Options{}, "stream header at offset 0: unsupported check ID 0x2")
 }
 
 func TestStreamReadError(t *testing.T) {
@@ -252,6 +258,8 @@ func TestStreamCloseEarly(t *testing.T) {
 	for name, file := range map[string][]byte{
 		"workers": xzCompress(t, data, "-0", "-T2", "--block-size=256KiB"),
 		"as read": xzCompress(t, data, "-0", "-T1"),
+		// 3 MiB whole, 2.3 MiB as a stream (with a dictionary of 256 KiB)
+		"streams in workers": xzCompress(t, data, "-0", "-T2", "--block-size=3MiB"),
 	} {
 		t.Run(name, func(t *testing.T) {
 			base := runtime.NumGoroutine()

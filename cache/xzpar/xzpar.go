@@ -1,25 +1,38 @@
-// Package xzpar decodes xz files in parallel, one block per goroutine.
+// Package xzpar decodes xz files in parallel, one block per goroutine,
+// within a memory budget, and as strictly as xz itself.
 //
 // xz --threads (and every image builder that uses it) splits its input into
 // independent blocks, 24 MiB each at the default level, and records their
 // sizes in an index at the end of the file and in each block's header.
 // NewReader reads the index of a file at hand (an io.ReaderAt);
-// NewStreamReader reads block headers as the data arrives (a download).
-// Either way the blocks are decoded at the same time and handed out in
-// order, each verified against its check before any of it is handed out.
-// Files that cannot be decoded that way (one block, no sizes) are decoded
-// serially with the same API, so callers need no second code path.
+// NewStreamReader reads block headers as the data arrives (a download, or a
+// cached file read once from start to end). Either way blocks are decoded
+// at the same time by several workers and handed out in order.
 //
-// Memory is bounded whatever the file's size: one buffer of an
-// uncompressed block per worker, kept outside the Go heap so that the
-// garbage collector's headroom does not double it, plus per worker either
-// the block's compressed data (blocks decoded whole, whose output buffer
-// is the LZMA2 dictionary) or an LZMA2 dictionary (blocks that are not).
+// Memory is bounded by Options.MemoryBudget, all workers together: every
+// large buffer (a block's output and compressed data, a window, pieces of
+// output on their way to Read) is counted against it from when it is
+// mapped until it is unmapped, and a block waits for its memory before it
+// is decoded. A block whose output and compressed data fit in the budget
+// is decoded whole into a buffer of its size, which is its LZMA2
+// dictionary, and its check is verified before any of it is handed out. A
+// block that does not fit (or whose sizes are not known in advance) is
+// decoded as a stream, in a window of its dictionary size (or its size,
+// when smaller) plus one LZMA2 chunk, and handed out in pieces as it is
+// decoded; its check is verified at its end. A block that cannot be
+// decoded even that way within the budget is refused with a *LimitError
+// before any of it is decoded, as xz refuses a file over its --memlimit.
 //
-// Blocks decoded whole into a buffer are decoded by internal/lzma2, which
-// uses that buffer as its dictionary and allocates nothing per operation;
-// the serial paths use github.com/ulikunitz/xz/lzma. This package parses
-// the container, schedules the blocks and verifies sizes and checks.
+// All decoding is done by internal/lzma2, which refuses whatever liblzma
+// refuses. github.com/ulikunitz/xz, which decoded the files that could not
+// be decoded in parallel before, accepts an end-of-payload marker at the
+// end of an LZMA2 chunk, and whether a chunk ended with one is internal
+// to its decoder: no check around it can tell. It serves as the tests'
+// oracle. Filters other than LZMA2 (BCJ, Delta) and checks other than
+// none, CRC32, CRC64 and SHA-256 are refused as unsupported
+// (ErrUnsupported). Errors start "xz: " and name the block (its number,
+// from 0, over all streams, and the offset of its header) and the offset
+// in the file where the data went wrong.
 package xzpar
 
 import (
@@ -29,50 +42,86 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"hash/crc64"
 	"io"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
 
 	"github.com/lxc/lxc-download/cache/xzpar/internal/lzma2"
-	"github.com/ulikunitz/xz/lzma"
 )
-
-// DefaultMaxBlockSize is the MaxBlockSize used when Options leaves it zero:
-// above the 192 MiB blocks of xz -9 --threads.
-const DefaultMaxBlockSize = 256 << 20
 
 // Options tune NewReader and NewStreamReader. The zero value is ready to
 // use.
 type Options struct {
 	// Workers is how many blocks are decoded at the same time; 0 means
-	// runtime.GOMAXPROCS(0). Memory use grows with it: there is one
-	// buffer of an uncompressed block per worker (at least two), outside
-	// the Go heap, plus each worker's compressed block (about a quarter
-	// of it for a root filesystem), or, for blocks packed tighter than
-	// 16:1, its LZMA2 dictionary (8 MiB at xz's default level).
+	// runtime.GOMAXPROCS(0). The memory budget may allow fewer.
 	Workers int
-	// MaxBlockSize is the largest uncompressed block decoded in parallel,
-	// which bounds each buffer; 0 means DefaultMaxBlockSize. Larger blocks
-	// are decoded serially, which needs no block buffer: by NewReader, the
-	// whole file; by NewStreamReader, those blocks.
-	// Serial decoding refuses an LZMA2 dictionary larger than this or
-	// DefaultMaxBlockSize, whichever is larger, as it would have to
-	// allocate it whole (parallel decoding needs no more dictionary than
-	// the block's size).
-	MaxBlockSize int64
+	// MemoryBudget is how many bytes of memory the decoder's buffers may
+	// take, all workers together: decoded data in flight, compressed
+	// data held for decoding, and the dictionaries of blocks decoded as
+	// streams. 0 means DefaultMemoryBudget(). A block that does not fit
+	// even as a stream, which takes its LZMA2 dictionary (or its size,
+	// when smaller) plus up to 4 MiB (2 MiB and 128 KiB where the budget
+	// is tight), is refused with a *LimitError.
+	MemoryBudget int64
 	// Progress, if set, is called from Read with the number of compressed
 	// bytes whose output has been handed out so far (an offset in the
 	// file, at block boundaries or more often). Calls never overlap.
 	Progress func(compressed int64)
+
+	// streamsOnly makes every block decode as a stream, for tests.
+	streamsOnly bool
+}
+
+// withDefaults fills in the zero fields of o.
+func (o Options) withDefaults() Options {
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.MemoryBudget <= 0 {
+		o.MemoryBudget = DefaultMemoryBudget()
+	}
+	// Buffers are indexed by int.
+	o.MemoryBudget = min(o.MemoryBudget, maxInt/2)
+	return o
+}
+
+// ErrUnsupported is wrapped by the errors for valid xz files that use what
+// this package does not decode: filters other than LZMA2 alone, checks
+// other than none, CRC32, CRC64 and SHA-256, flags of later versions of
+// the format.
+var ErrUnsupported = errors.New("unsupported")
+
+// LimitError is the error for a block that cannot be decoded within the
+// memory budget: even decoded as a stream, it needs its LZMA2 dictionary
+// (or its size, when smaller) plus room for one chunk and the output on
+// its way to Read.
+type LimitError struct {
+	// Block is the block's number, from 0, over all streams; Offset is
+	// where its header is.
+	Block  int
+	Offset int64
+	// DictSize is the block's LZMA2 dictionary size.
+	DictSize int64
+	// Need is the memory decoding it needs at least, Budget the budget.
+	Need, Budget int64
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("xz: block %d at offset %d: LZMA2 dictionary of %d bytes needs %d bytes of memory, more than the memory budget of %d",
+		e.Block, e.Offset, e.DictSize, e.Need, e.Budget)
 }
 
 // NewReader returns a reader of the decompressed content of the xz file of
 // size bytes in ra: one or more streams with optional stream padding. It
 // reads the file's index and block headers first and fails, with an error
-// starting "xz: ", if they are malformed or do not agree.
+// starting "xz: ", if they are malformed, do not agree, use what is not
+// supported (ErrUnsupported) or need more memory than the budget
+// (*LimitError).
 //
 // The reader checks every block's sizes and check as it goes; a mismatch
 // is an error naming the block. Close stops the decoding goroutines; it
@@ -80,23 +129,16 @@ type Options struct {
 // Read is blocked. ra must allow concurrent ReadAt calls (an *os.File
 // does) and stay open until Close returns.
 func NewReader(ra io.ReaderAt, size int64, o Options) (io.ReadCloser, error) {
-	if o.Workers <= 0 {
-		o.Workers = runtime.GOMAXPROCS(0)
-	}
-	if o.MaxBlockSize <= 0 {
-		o.MaxBlockSize = DefaultMaxBlockSize
-	}
 	l, err := parse(ra, size)
 	if err != nil {
 		return nil, err
 	}
-	if len(l.blocks) < 2 || !l.supported || l.maxBlockSize > o.MaxBlockSize {
-		// ulikunitz/xz allocates the whole dictionary a header asks
-		// for, up to 4 GiB.
-		if limit := max(o.MaxBlockSize, DefaultMaxBlockSize); l.maxDictSize > limit {
-			return nil, fmt.Errorf("xz: LZMA2 dictionary of %d bytes exceeds the limit of %d", l.maxDictSize, limit)
+	o = o.withDefaults()
+	for i := range l.blocks {
+		b := &l.blocks[i]
+		if _, need := plan(b.size, b.compressedSize, b.dictSize, o.MemoryBudget, o); need > o.MemoryBudget {
+			return nil, &LimitError{Block: b.num, Offset: b.offset, DictSize: b.dictSize, Need: need, Budget: o.MemoryBudget}
 		}
-		return newSerialReader(ra, size, o)
 	}
 	return newFileReader(ra, l, o), nil
 }
@@ -114,9 +156,10 @@ type Info struct {
 
 // Stat reads the structure of the xz file of size bytes in ra (every
 // stream's header, index and footer, and every block header) without
-// decoding any data, and checks it the way NewReader does. It is a cheap
-// way to tell a complete xz file from a truncated or damaged one; the
-// blocks' data and checks are only verified by decoding them.
+// decoding any data, and checks it the way NewReader does (but for the
+// memory budget). It is a cheap way to tell a complete xz file from a
+// truncated or damaged one; the blocks' data and checks are only verified
+// by decoding them.
 func Stat(ra io.ReaderAt, size int64) (Info, error) {
 	l, err := parse(ra, size)
 	if err != nil {
@@ -129,59 +172,129 @@ func Stat(ra io.ReaderAt, size int64) (Info, error) {
 	return info, nil
 }
 
-// arenaAllocated and arenaInUse count the bytes all arenas ever allocated
-// and hold now, for tests and benchmarks.
-var arenaAllocated, arenaInUse atomic.Int64
+// arenaAllocated, arenaInUse and arenaPeak count the bytes all arenas
+// ever allocated, hold now and held at most, for tests and benchmarks.
+var arenaAllocated, arenaInUse, arenaPeak atomic.Int64
+
+// notePeak raises arenaPeak to inUse if lower.
+func notePeak(inUse int64) {
+	for {
+		p := arenaPeak.Load()
+		if inUse <= p || arenaPeak.CompareAndSwap(p, inUse) {
+			return
+		}
+	}
+}
 
 // errClosed is returned by Read after Close.
 var errClosed = errors.New("xz: read after close")
 
-// decodeChunk is how much a worker decodes between looks at whether the
-// reader was closed, so Close does not wait for whole blocks.
-const decodeChunk = 1 << 20
+// errStopped is how work interrupted by Close ends; Read never returns it,
+// as it sees the close first.
+var errStopped = errors.New("xz: stopped")
 
-// initialBufferSize is the first size of a block buffer that is not
-// allocated whole, which then doubles up to the block's size.
-const initialBufferSize = 4 << 20
+// maxInt bounds sizes held in memory.
+const maxInt = int64(^uint(0) >> 1)
 
-// trustedRatio is the compression ratio up to which a block's size is
-// trusted enough to allocate its buffer at once; root filesystems pack
-// about 4:1.
-const trustedRatio = 16
+const (
+	// pieceSize is the most output of a block decoded as a stream that
+	// is handed to Read at once, and pieces how many such buffers each
+	// such block has, so that decoding and reading overlap.
+	pieceSize = 1 << 20
+	pieces    = 2
+	// firstPiece is the size of the first piece of such a block, which
+	// then doubles: the reader starts early, and a small block costs
+	// little.
+	firstPiece = 64 << 10
+)
 
-// inputBufferSize is the read-ahead of a worker's compressed input:
-// ulikunitz/xz reads it a byte at a time.
+// inputBufferSize is the read-ahead of compressed input decoded as a
+// stream.
 const inputBufferSize = 64 << 10
 
-// job is one piece of output on its way to Read: a block a worker decodes,
-// or data or an error the dispatcher has ready.
+// plan says how a block of size bytes (-1: unknown) with packed bytes of
+// compressed data, padding and check (-1: unknown) and an LZMA2 dictionary
+// of dict bytes is decoded within budget, and how much memory that takes:
+// whole, holding its output and compressed data, if they fit; otherwise as
+// a stream, in a window and pieces (plus its compressed data, when
+// packed is known, held in memory by the stream reader).
+func plan(size, packed, dict, budget int64, o Options) (whole bool, need int64) {
+	if size >= 0 && packed >= 0 && size <= budget-packed && !o.streamsOnly {
+		return true, size + packed
+	}
+	win := lzma2.WindowSize(dict, size)
+	return false, win + pieces*pieceLen(size, win, budget)
+}
+
+// pieceLen is the size of the piece buffers of a block of size bytes
+// (-1: unknown) decoded as a stream in a window of win bytes: pieceSize,
+// or firstPiece where the budget is too tight for that, and never more
+// than the block.
+func pieceLen(size, win, budget int64) int64 {
+	n := int64(pieceSize)
+	if win+pieces*n > budget {
+		n = firstPiece
+	}
+	if size >= 0 {
+		n = min(n, size)
+	}
+	return n
+}
+
+// job is one block on its way to Read: decoded whole by a worker, decoded
+// as a stream by a worker or the stream parser, or an error the
+// dispatcher has ready.
 type job struct {
-	b   *block      // the block to decode; nil for a ready job
-	src io.ReaderAt // where the block is, at the file's offsets
-	buf []byte      // output buffer, then the output
-	err error       // why there is no output
-	end int64       // compressed bytes consumed once buf is read
-	// token is set when buf is one of the reader's buffers, which Read
-	// puts back when it is done with the job.
-	token bool
-	// input is the block's compressed data when it was read from a
-	// stream; the worker puts it back into the input pool.
-	input []byte
-	done  chan struct{} // closed when buf or err is ready
+	b *block
+	// src holds the block's data, padding and check at the file's
+	// offsets: the file, or input.
+	src io.ReaderAt
+	// input holds the compressed data of a block decoded whole, which
+	// the worker reads into it, or, with filled set, the block's data,
+	// padding and check as the stream parser read them. The worker gives
+	// it back.
+	input  []byte
+	filled bool
+
+	// Decoded whole: out is the output buffer, then the output, once
+	// done is closed (or err is set).
+	out  []byte
+	err  error
+	done chan struct{}
+
+	// Decoded as a stream: the window, and the output in pieces, sent
+	// in order on pieces, which is closed after the last one (and after
+	// err is set, if the block failed). The piece buffers go round
+	// through spare.
+	win    []byte
+	pieces chan piece
+	spare  chan []byte
+
+	end int64 // compressed bytes consumed once the job is read
+	// sizes says where b's sizes come from, for errors: "index" or
+	// "header".
+	sizes string
+}
+
+// piece is part of the output of a block decoded as a stream.
+type piece struct {
+	buf []byte
+	end int64 // compressed bytes consumed to produce it
 }
 
 // parallelReader hands out blocks decoded by worker goroutines, in order.
-// Blocks in flight are bounded by the buffers, one per worker: while Read
-// hands out a block, its worker waits, which costs little as handing out
-// is many times faster than decoding. With one worker there are two
-// buffers, so that decoding and reading overlap.
+// Blocks in flight are bounded by the memory budget and by slots, one per
+// worker (at least two): while Read hands out a block, its worker may
+// wait, which costs little as handing out is many times faster than
+// decoding.
 type parallelReader struct {
+	o        Options
 	progress func(int64)
 
-	free    chan []byte // output buffers not in use, nil until first needed
-	inputs  chan []byte // compressed-data buffers (streams only)
-	jobs    chan *job   // to the workers
-	pending chan *job   // to Read, in output order
+	mem     *memory
+	slots   chan struct{} // a job takes one until Read is done with it
+	jobs    chan *job     // to the workers
+	pending chan *job     // to Read, in output order
 	quit    chan struct{}
 	wg      sync.WaitGroup // the workers
 	once    sync.Once
@@ -195,12 +308,15 @@ type parallelReader struct {
 	arena   arena
 	holders atomic.Int32
 
-	// workerBlocks counts the blocks decoded by workers, for tests.
-	workerBlocks atomic.Int64
+	// workerBlocks and streamedBlocks count the blocks decoded by
+	// workers and as streams, for tests.
+	workerBlocks, streamedBlocks atomic.Int64
 
-	cur *job // the job being read, nil between jobs
-	off int  // read position in cur.buf
-	err error
+	cur      *job   // the job being read, nil between jobs
+	buf      []byte // what is being handed out: cur.out or a piece
+	off      int    // read position in buf
+	pieceEnd int64  // end of the piece in buf
+	err      error
 }
 
 // newParallelReader starts the workers and a goroutine running dispatch.
@@ -208,21 +324,22 @@ type parallelReader struct {
 // dispatcher that may block outside the reader's channels (reading a
 // stream) is left to return on its own.
 func newParallelReader(workers int, o Options, waitDispatcher bool, dispatch func(r *parallelReader)) *parallelReader {
-	buffers := max(workers, 2)
+	workers = max(workers, 1)
+	slots := max(workers, 2)
 	r := &parallelReader{
+		o:        o,
 		progress: o.Progress,
-		free:     make(chan []byte, buffers),
-		inputs:   make(chan []byte, buffers),
+		slots:    make(chan struct{}, slots),
 		jobs:     make(chan *job),
-		pending:  make(chan *job, buffers),
+		pending:  make(chan *job, slots),
 		quit:     make(chan struct{}),
 
 		dispatched:     make(chan struct{}),
 		waitDispatcher: waitDispatcher,
 	}
-	for range buffers {
-		r.free <- nil
-		r.inputs <- nil
+	r.mem = newMemory(&r.arena, o.MemoryBudget, 3*slots)
+	for range slots {
+		r.slots <- struct{}{}
 	}
 	r.holders.Store(2) // Close and the dispatcher
 	r.wg.Add(workers)
@@ -244,38 +361,78 @@ func newFileReader(ra io.ReaderAt, l *layout, o Options) *parallelReader {
 	return newParallelReader(min(o.Workers, len(l.blocks)), o, true, func(r *parallelReader) {
 		for i := range l.blocks {
 			b := &l.blocks[i]
-			buf, ok := r.takeBuffer()
-			if !ok {
+			j, err := r.newJob(b, ra, nil)
+			if err != nil {
+				r.queueError(b.paddedEnd(), err)
 				return
 			}
-			j := &job{b: b, src: ra, buf: buf, token: true, end: b.paddedEnd(), done: make(chan struct{})}
-			if !r.queue(j) {
+			if !r.queue(j, true) {
 				return
 			}
 		}
 	})
 }
 
-// takeBuffer waits for a free output buffer; it fails once the reader is
-// closed.
-func (r *parallelReader) takeBuffer() ([]byte, bool) {
+// newJob takes a slot and the memory to decode block b, whose data,
+// padding and check are in src (at the file's offsets) or, if not nil,
+// input. It fails once the reader is closed.
+func (r *parallelReader) newJob(b *block, src io.ReaderAt, input []byte) (*job, error) {
 	select {
-	case buf := <-r.free:
-		return buf, true
+	case <-r.slots:
 	case <-r.quit:
-		return nil, false
+		return nil, errStopped
 	}
+	j := &job{b: b, src: src, input: input, filled: input != nil, end: b.paddedEnd(), sizes: "index", done: make(chan struct{})}
+	if input != nil {
+		j.sizes = "header" // the stream parser's
+	}
+	packed := b.compressedSize
+	if input != nil {
+		packed = int64(len(input)) // already held
+	}
+	whole, _ := plan(b.size, packed, b.dictSize, r.mem.limit, r.o)
+	var err error
+	if whole {
+		j.out, err = r.mem.get(b.size, r.quit)
+		if err == nil && input == nil {
+			j.input, err = r.mem.get(b.compressedSize, r.quit)
+		}
+	} else {
+		err = r.streamBuffers(j, b.size)
+	}
+	if err != nil && err != errStopped {
+		err = blockError(b, "%w", err)
+	}
+	return j, err
 }
 
-// queue queues j for Read and, unless it is ready, for a worker. It fails
-// once the reader is closed.
-func (r *parallelReader) queue(j *job) bool {
-	select {
-	case r.pending <- j:
-	case <-r.quit:
-		return false
+// streamBuffers gives job j, for a block of size bytes (-1: unknown) decoded
+// as a stream, its window and piece buffers.
+func (r *parallelReader) streamBuffers(j *job, size int64) error {
+	r.streamedBlocks.Add(1)
+	var err error
+	winLen := lzma2.WindowSize(j.b.dictSize, size)
+	if j.win, err = r.mem.get(winLen, r.quit); err != nil {
+		return err
 	}
-	if j.b == nil {
+	j.pieces = make(chan piece, pieces)
+	j.spare = make(chan []byte, pieces)
+	for range pieces {
+		buf, err := r.mem.get(pieceLen(size, winLen, r.mem.limit), r.quit)
+		if err != nil {
+			return err
+		}
+		j.spare <- buf
+	}
+	return nil
+}
+
+// queue queues j for Read and, if toWorker is set, for a worker. It fails
+// once the reader is closed.
+func (r *parallelReader) queue(j *job, toWorker bool) bool {
+	// pending has room for every slot.
+	r.pending <- j
+	if !toWorker {
 		return true
 	}
 	select {
@@ -286,31 +443,49 @@ func (r *parallelReader) queue(j *job) bool {
 	}
 }
 
-// ready returns a job that is ready with data (or an error).
-func ready(buf []byte, token bool, end int64, err error) *job {
-	j := &job{buf: buf, token: token, end: end, err: err, done: make(chan struct{})}
+// queueError queues err for Read, after what is queued; end is where in
+// the file it was found. Nothing is queued once the reader is closed.
+func (r *parallelReader) queueError(end int64, err error) {
+	if err == errStopped {
+		return
+	}
+	select {
+	case <-r.slots:
+	case <-r.quit:
+		return
+	}
+	j := &job{err: err, end: end, done: make(chan struct{})}
 	close(j.done)
-	return j
+	r.pending <- j
 }
 
 // work decodes blocks until there are no more or the reader is closed.
 func (r *parallelReader) work() {
 	defer r.wg.Done()
-	d := &blockDecoder{arena: &r.arena, quit: r.quit, in: bufio.NewReaderSize(nil, inputBufferSize)}
+	d := &blockDecoder{r: r, in: bufio.NewReaderSize(nil, inputBufferSize)}
+	d.st.Stop = r.quit
 	for {
 		select {
 		case j, ok := <-r.jobs:
 			if !ok {
 				return
 			}
-			j.buf, j.err = d.decode(j.b, j.src, j.buf)
 			r.workerBlocks.Add(1)
-			if j.input != nil {
-				// inputs has room for every buffer.
-				r.inputs <- j.input[:0]
+			if j.pieces != nil {
+				d.in.Reset(io.NewSectionReader(j.src, j.b.dataOffset(), j.b.compressedSize))
+				err := d.stream(j, d.in, j.b.size, j.b.compressedSize, j.sizes)
+				if err == nil {
+					err = d.verifyTail(j.b, j.src, nil)
+				}
+				r.mem.put(j.input)
 				j.input, j.src = nil, nil
+				d.endStream(j, err)
+			} else {
+				j.out, j.err = d.decodeWhole(j)
+				r.mem.put(j.input)
+				j.input, j.src = nil, nil
+				close(j.done)
 			}
-			close(j.done)
 		case <-r.quit:
 			return
 		}
@@ -337,48 +512,80 @@ func (r *parallelReader) Read(p []byte) (int, error) {
 		r.err = errClosed
 		return 0, r.err
 	}
-	for r.cur == nil || r.off == len(r.cur.buf) {
-		if r.cur != nil {
+	for r.off == len(r.buf) {
+		if err := r.next(); err != nil {
+			r.err = err
+			return 0, err
+		}
+	}
+	n := copy(p, r.buf[r.off:])
+	r.off += n
+	return n, nil
+}
+
+// next moves on to the next piece of output, finishing the job being read
+// if it has none left.
+func (r *parallelReader) next() error {
+	if j := r.cur; j != nil && j.pieces != nil {
+		if r.buf != nil {
 			if r.progress != nil {
-				r.progress(r.cur.end)
+				r.progress(r.pieceEnd)
 			}
-			if r.cur.token {
-				// free has room for every buffer.
-				r.free <- r.cur.buf[:cap(r.cur.buf)]
-			}
-			r.cur = nil
+			// spare has room for every piece buffer.
+			j.spare <- r.buf[:cap(r.buf)]
+			r.buf, r.off = nil, 0
 		}
-		var j *job
-		var ok bool
 		select {
-		case j, ok = <-r.pending:
-		case <-r.quit:
-			r.err = errClosed
-			return 0, r.err
-		}
-		if !ok {
-			// The dispatcher also stops early when closed.
-			r.err = io.EOF
-			if r.closed() {
-				r.err = errClosed
+		case pc, ok := <-j.pieces:
+			if ok {
+				r.buf, r.off, r.pieceEnd = pc.buf, 0, pc.end
+				return nil
 			}
-			return 0, r.err
+		case <-r.quit:
+			return errClosed
 		}
+		if j.err != nil {
+			return j.err
+		}
+	}
+	if j := r.cur; j != nil {
+		if r.progress != nil {
+			r.progress(j.end)
+		}
+		r.mem.put(j.out)
+		for range cap(j.spare) {
+			r.mem.put(<-j.spare)
+		}
+		r.cur, r.buf, r.off = nil, nil, 0
+		r.slots <- struct{}{}
+	}
+	var j *job
+	var ok bool
+	select {
+	case j, ok = <-r.pending:
+	case <-r.quit:
+		return errClosed
+	}
+	if !ok {
+		// The dispatcher also stops early when closed.
+		if r.closed() {
+			return errClosed
+		}
+		return io.EOF
+	}
+	if j.pieces == nil {
 		select {
 		case <-j.done:
 		case <-r.quit:
-			r.err = errClosed
-			return 0, r.err
+			return errClosed
 		}
 		if j.err != nil {
-			r.err = j.err
-			return 0, r.err
+			return j.err
 		}
-		r.cur, r.off = j, 0
+		r.buf = j.out
 	}
-	n := copy(p, r.cur.buf[r.off:])
-	r.off += n
-	return n, nil
+	r.cur, r.off = j, 0
+	return nil
 }
 
 // closed reports whether Close was called.
@@ -405,164 +612,199 @@ func (r *parallelReader) Close() error {
 }
 
 // blockDecoder decodes single blocks; each worker has one, so its input
-// buffer is reused.
+// buffer and LZMA2 decoder are reused.
 type blockDecoder struct {
-	arena *arena
-	quit  <-chan struct{}
-	in    *bufio.Reader
-	tail  [3 + 64]byte // block padding and check
-	// lz and packed serve decodeWhole: the LZMA2 decoder's tables and
-	// the block's compressed data (from arena).
-	lz     lzma2.Decoder
-	packed []byte
+	r    *parallelReader
+	in   *bufio.Reader
+	tail [3 + 64]byte // block padding and check
+	// st decodes blocks as streams; its Decoder decodes them whole.
+	st lzma2.Stream
+	// check hashes the output of a block decoded as a stream.
+	check hash.Hash
+	sum   [sha256.Size]byte
 }
 
-// errStopped is how a decode interrupted by Close ends; Read never returns
-// it, as it sees the close first.
-var errStopped = errors.New("xz: stopped")
+// blockError returns an error about block b: "xz: block N at offset M: "
+// and the message.
+func blockError(b *block, format string, a ...any) error {
+	return fmt.Errorf("xz: block %d at offset %d: %w", b.num, b.offset, fmt.Errorf(format, a...))
+}
 
-// decode decodes block b, read from src, into buf, growing it as needed, and verifies the
-// block's compressed size and check. It returns the buffer, holding the
-// block's data on success.
-func (d *blockDecoder) decode(b *block, src io.ReaderAt, buf []byte) ([]byte, error) {
-	fail := func(format string, a ...any) error {
-		return fmt.Errorf("xz: block %d at offset %d: %s", b.num, b.offset, fmt.Sprintf(format, a...))
+// lzmaError turns an error of internal/lzma2 decoding block b's data into
+// the block's error, which names where in the file the data went wrong;
+// sizes (the index's or the header's) are what the data contradicts.
+func lzmaError(b *block, err error, compressed, size int64, sizes string) error {
+	var e *lzma2.Error
+	if !errors.As(err, &e) {
+		return blockError(b, "%w", err)
 	}
-	if b.size <= trustedRatio*b.compressedSize && b.size <= maxInt && b.compressedSize <= maxInt {
-		out, err := d.decodeWhole(b, src, buf, fail)
-		if err != nil {
-			return out, err
+	at := b.dataOffset() + e.Offset
+	switch e.Kind {
+	case lzma2.ErrTruncated:
+		if compressed < 0 {
+			return blockError(b, "compressed data ends early at offset %d (%s): %w", at, e.Msg, errTruncated)
 		}
-		return out, d.verifyTail(b, src, out, fail)
+		return blockError(b, "compressed data runs past the %d bytes the %s says at offset %d (%s)", compressed, sizes, at, e.Msg)
+	case lzma2.ErrTooMuchData:
+		return blockError(b, "more data than the %d bytes the %s says, in the chunk at offset %d", size, sizes, at)
+	case lzma2.ErrTooLittleData:
+		return blockError(b, "less data than the %d bytes the %s says (%s)", size, sizes, e.Msg)
 	}
-	section := io.NewSectionReader(src, b.dataOffset(), b.compressedSize)
-	d.in.Reset(section)
-	// A block's data never refers further back than its own start, so a
-	// dictionary larger than the block would only waste memory.
-	dict := max(min(b.dictSize, b.size), lzma.MinDictCap)
-	lr, err := lzma.Reader2Config{DictCap: int(dict)}.NewReader2(d.in)
+	return blockError(b, "corrupt LZMA2 data at offset %d: %s", at, e.Msg)
+}
+
+// decodeWhole decodes the block of job j into j.out, its exact size, with
+// the compressed data in j.input (read from j.src first unless filled), and
+// verifies its compressed size, padding and check. It returns j.out, holding
+// the block's data on success.
+func (d *blockDecoder) decodeWhole(j *job) ([]byte, error) {
+	b := j.b
+	packed := j.input[:b.compressedSize]
+	if !j.filled {
+		if err := readAt(j.src, packed, b.dataOffset(), "block data"); err != nil {
+			return j.out, fmt.Errorf("xz: block %d: %w", b.num, errors.Unwrap(err))
+		}
+	}
+	n, err := d.st.Decode(j.out, packed, int(min(b.dictSize, maxInt)))
+	if errors.Is(err, lzma2.ErrStopped) {
+		return j.out, errStopped
+	}
 	if err != nil {
-		return buf, fail("%v", err)
-	}
-	out := buf[:0]
-	for int64(len(out)) < b.size {
-		select {
-		case <-d.quit:
-			return out, errStopped
-		default:
-		}
-		want := int(min(b.size, int64(len(out))+decodeChunk))
-		if want > cap(out) {
-			// Trust the block's size as far as data of typical
-			// compression ratios backs it, and beyond that grow with
-			// the data actually decoded: a lying index then costs
-			// little, and a real block one allocation.
-			size := max(2*cap(out), initialBufferSize)
-			if len(out) == 0 && b.size <= trustedRatio*b.compressedSize {
-				size = int(b.size)
-			}
-			grown, err := d.arena.alloc(int(min(b.size, int64(size))))
-			if err != nil {
-				return out, fail("%v", err)
-			}
-			grown = grown[:copy(grown, out)]
-			d.arena.free(out)
-			out = grown
-		}
-		k, err := io.ReadFull(lr, out[len(out):want])
-		out = out[:len(out)+k]
-		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				if !lr.EOS() {
-					return out, fail("compressed data runs past the %d bytes the index says", b.compressedSize)
-				}
-				return out, fail("%d bytes of data, but the index says %d", len(out), b.size)
-			}
-			return out, fail("%v", err)
-		}
-	}
-	var one [1]byte
-	if k, err := lr.Read(one[:]); k != 0 || err == nil {
-		return out, fail("more data than the %d bytes the index says", b.size)
-	} else if errors.Is(err, io.ErrUnexpectedEOF) {
-		return out, fail("compressed data runs past the %d bytes the index says", b.compressedSize)
-	} else if !errors.Is(err, io.EOF) {
-		return out, fail("%v", err)
-	}
-	pos, _ := section.Seek(0, io.SeekCurrent)
-	if used := pos - int64(d.in.Buffered()); used != b.compressedSize {
-		return out, fail("%d bytes of compressed data, but the index says %d", used, b.compressedSize)
-	}
-	return out, d.verifyTail(b, src, out, fail)
-}
-
-// maxInt bounds sizes that decodeWhole holds in memory.
-const maxInt = int64(^uint(0) >> 1)
-
-// decodeWhole decodes block b into a buffer of its size (buf if large
-// enough) with internal/lzma2, reading its compressed data whole. decode
-// takes this path when the index's sizes are plausible (a block of typical
-// compression ratio), so both buffers can be allocated at once.
-func (d *blockDecoder) decodeWhole(b *block, src io.ReaderAt, buf []byte, fail func(string, ...any) error) ([]byte, error) {
-	if int64(cap(d.packed)) < b.compressedSize {
-		d.arena.free(d.packed)
-		d.packed = nil
-		p, err := d.arena.alloc(int(b.compressedSize))
-		if err != nil {
-			return buf[:0], fail("%v", err)
-		}
-		d.packed = p
-	}
-	packed := d.packed[:b.compressedSize]
-	if err := readAt(src, packed, b.dataOffset(), "block data"); err != nil {
-		return buf[:0], fmt.Errorf("xz: block %d: %w", b.num, errors.Unwrap(err))
-	}
-	out := buf[:0]
-	if int64(cap(out)) < b.size {
-		d.arena.free(out)
-		out = nil
-		if b.size > 0 {
-			grown, err := d.arena.alloc(int(b.size))
-			if err != nil {
-				return out, fail("%v", err)
-			}
-			out = grown
-		}
-	}
-	out = out[:b.size]
-	d.lz.Stop = d.quit
-	n, err := d.lz.Decode(out, packed, int(min(b.dictSize, maxInt)))
-	switch {
-	case errors.Is(err, lzma2.ErrStopped):
-		return out[:0], errStopped
-	case errors.Is(err, lzma2.ErrTruncated):
-		return out[:0], fail("compressed data runs past the %d bytes the index says: %v", b.compressedSize, err)
-	case errors.Is(err, lzma2.ErrTooMuchData):
-		return out[:0], fail("more data than the %d bytes the index says: %v", b.size, err)
-	case errors.Is(err, lzma2.ErrTooLittleData):
-		return out[:0], fail("less data than the %d bytes the index says: %v", b.size, err)
-	case err != nil:
-		return out[:0], fail("%v", err)
+		return j.out, lzmaError(b, err, b.compressedSize, b.size, j.sizes)
 	}
 	if int64(n) != b.compressedSize {
-		return out, fail("%d bytes of compressed data, but the index says %d", n, b.compressedSize)
+		return j.out, blockError(b, "%d bytes of compressed data, but the %s says %d", n, j.sizes, b.compressedSize)
 	}
-	return out, nil
+	return j.out, d.verifyTail(b, j.src, j.out)
 }
 
-// verifyTail checks the padding after block b's data and its check of out.
-func (d *blockDecoder) verifyTail(b *block, src io.ReaderAt, out []byte, fail func(string, ...any) error) error {
+// stream decodes block b of job j as a stream read from in, with window
+// j.win, sending its output to Read in pieces. compressed and size are
+// the sizes the index or the header (sizes says which) gives, -1 where
+// unknown; no output beyond size is handed out. On success, b's
+// compressedSize and size are what the data holds, and d.check has
+// hashed it.
+func (d *blockDecoder) stream(j *job, in io.Reader, size, compressed int64, sizes string) error {
+	b := j.b
+	d.st.Reset(j.win, int(min(b.dictSize, maxInt)))
+	defer func() {
+		d.r.mem.put(j.win)
+		j.win = nil
+	}()
+	d.check = newCheck(b.check)
+	left := size
+	if left < 0 {
+		left = math.MaxInt64
+	}
+	var buf []byte
+	target := firstPiece
+	send := func() error {
+		select {
+		case j.pieces <- piece{buf, b.dataOffset() + d.st.Consumed()}:
+			buf = nil
+			return nil
+		case <-d.r.quit:
+			return errStopped
+		}
+	}
+	var total int64
+	for {
+		out, err := d.st.Next(in, left)
+		if d.check != nil {
+			d.check.Write(out)
+		}
+		total += int64(len(out))
+		left -= int64(len(out))
+		for len(out) > 0 {
+			if buf == nil {
+				select {
+				case buf = <-j.spare:
+					buf = buf[:0]
+				case <-d.r.quit:
+					return errStopped
+				}
+			}
+			k := copy(buf[len(buf):min(cap(buf), target)], out)
+			buf = buf[:len(buf)+k]
+			out = out[k:]
+			if len(buf) == min(cap(buf), target) {
+				target = min(2*target, pieceSize)
+				if err := send(); err != nil {
+					return err
+				}
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if buf != nil {
+				j.spare <- buf
+			}
+			if errors.Is(err, lzma2.ErrStopped) {
+				return errStopped
+			}
+			return lzmaError(b, err, compressed, size, sizes)
+		}
+	}
+	if len(buf) > 0 {
+		if err := send(); err != nil {
+			return err
+		}
+	} else if buf != nil {
+		j.spare <- buf
+	}
+	used := d.st.Consumed()
+	if compressed >= 0 && used != compressed {
+		return blockError(b, "%d bytes of compressed data, but the %s says %d", used, sizes, compressed)
+	}
+	if size >= 0 && total != size {
+		return blockError(b, "less data than the %d bytes the %s says (%d)", size, sizes, total)
+	}
+	b.compressedSize, b.size = used, total
+	return nil
+}
+
+// endStream ends job j, decoded as a stream, with err.
+func (d *blockDecoder) endStream(j *job, err error) {
+	if err == errStopped {
+		return
+	}
+	j.err = err
+	close(j.pieces)
+}
+
+// verifyTail checks the padding after block b's data and its check, of out
+// or, if out is nil, the one d.check has computed.
+func (d *blockDecoder) verifyTail(b *block, src io.ReaderAt, out []byte) error {
 	padding := int(pad4(b.headerSize+b.compressedSize) - b.headerSize - b.compressedSize)
 	tail := d.tail[:padding+checkSize(b.check)]
 	if err := readAt(src, tail, b.dataOffset()+b.compressedSize, "block check"); err != nil {
 		return fmt.Errorf("xz: block %d: %w", b.num, errors.Unwrap(err))
 	}
+	return d.checkTail(b, tail, out)
+}
+
+// checkTail checks tail, the padding and check after block b's data, with
+// the check of out or, if out is nil, the one d.check has computed.
+func (d *blockDecoder) checkTail(b *block, tail []byte, out []byte) error {
+	padding := len(tail) - checkSize(b.check)
 	for _, c := range tail[:padding] {
 		if c != 0 {
-			return fail("non-zero block padding")
+			return blockError(b, "non-zero block padding at offset %d", b.dataOffset()+b.compressedSize)
 		}
 	}
-	return verifyCheck(b, out, tail[padding:], fail)
+	h := d.check
+	if out != nil || h == nil {
+		h = newCheck(b.check)
+		if h != nil {
+			h.Write(out)
+		}
+	}
+	if h != nil && !bytes.Equal(h.Sum(d.sum[:0]), tail[padding:]) {
+		return blockError(b, "%s check mismatch: corrupt data", checkName(b.check))
+	}
+	return nil
 }
 
 // crc64Table returns the ECMA-182 table xz's CRC64 uses. It is asked for
@@ -585,29 +827,51 @@ func checkName(id byte) string {
 	return fmt.Sprintf("check %#x", id)
 }
 
-// verifyCheck compares the block's stored check with one computed on data.
-func verifyCheck(b *block, data, stored []byte, fail func(string, ...any) error) error {
-	var ok bool
-	var name string
-	switch b.check {
-	case checkNone:
-		return nil
+// newCheck returns a hash computing check id as stored in xz files (CRC
+// values little-endian), or nil for none.
+func newCheck(id byte) hash.Hash {
+	switch id {
 	case checkCRC32:
-		name = "CRC32"
-		ok = crc32.ChecksumIEEE(data) == binary.LittleEndian.Uint32(stored)
+		return &leHash32{crc32.NewIEEE()}
 	case checkCRC64:
-		name = "CRC64"
-		ok = crc64.Checksum(data, crc64Table()) == binary.LittleEndian.Uint64(stored)
+		return &leHash64{crc64.New(crc64Table())}
 	case checkSHA256:
-		name = "SHA-256"
-		sum := sha256.Sum256(data)
-		ok = bytes.Equal(sum[:], stored)
-	default:
-		// parse sends files with other checks to the serial decoder.
-		return fail("unsupported check %#x", b.check)
-	}
-	if !ok {
-		return fail("%s check mismatch: corrupt data", name)
+		return sha256.New()
 	}
 	return nil
+}
+
+// leHash32 gives a 32-bit hash's sum little-endian, as xz stores CRC32.
+type leHash32 struct{ hash.Hash32 }
+
+// Sum implements hash.Hash.
+func (h *leHash32) Sum(b []byte) []byte { return binary.LittleEndian.AppendUint32(b, h.Sum32()) }
+
+// leHash64 gives a 64-bit hash's sum little-endian, as xz stores CRC64.
+type leHash64 struct{ hash.Hash64 }
+
+// Sum implements hash.Hash.
+func (h *leHash64) Sum(b []byte) []byte { return binary.LittleEndian.AppendUint64(b, h.Sum64()) }
+
+// memReaderAt reads a piece of a file held in memory, at the file's
+// offsets.
+type memReaderAt struct {
+	data []byte
+	base int64
+}
+
+// ReadAt implements io.ReaderAt.
+func (m *memReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	off -= m.base
+	if off < 0 {
+		return 0, errors.New("xz: read before the block")
+	}
+	if off >= int64(len(m.data)) {
+		return 0, io.EOF
+	}
+	n := copy(p, m.data[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
 }

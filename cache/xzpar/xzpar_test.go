@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ulikunitz/xz"
 )
@@ -29,9 +30,9 @@ func sampleData() []byte {
 func TestRoundTripXZ(t *testing.T) {
 	data := sampleData()
 	tests := []struct {
-		name     string
-		args     []string
-		parallel bool
+		name  string
+		args  []string
+		sizes bool // in block headers
 	}{
 		{"threads0-blocks", []string{"-1", "-T0", "--block-size=64KiB"}, true},
 		{"T2-odd-blocks", []string{"-1", "-T2", "--block-size=50001"}, true},
@@ -41,32 +42,38 @@ func TestRoundTripXZ(t *testing.T) {
 		{"sha256", []string{"-1", "-C", "sha256", "-T2", "--block-size=64KiB"}, true},
 		{"none", []string{"-1", "-C", "none", "-T2", "--block-size=64KiB"}, true},
 		{"single-threaded", []string{"-T1", "-1"}, false},
-		{"threads-one-block", []string{"-T0", "-1"}, false},
+		{"threads-one-block", []string{"-T0", "-1"}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			xzData := xzCompress(t, data, tc.args...)
 			for _, workers := range []int{0, 1, 2, 3, 16} {
-				got, parallel, err := decodeAll(t, xzData, Options{Workers: workers})
+				o := Options{Workers: workers}
+				got, st, err := decodeAll(t, xzData, o)
 				if err != nil {
 					t.Fatalf("workers=%d: %v", workers, err)
 				}
 				if !bytes.Equal(got, data) {
 					t.Fatalf("workers=%d: decoded %d bytes differ from the %d bytes compressed", workers, len(got), len(data))
 				}
-				if parallel != tc.parallel {
-					t.Errorf("workers=%d: parallel=%v, want %v", workers, parallel, tc.parallel)
+				if st.workers == 0 || st.streamed > 0 {
+					t.Errorf("workers=%d: %+v, want every block decoded whole by workers", workers, st)
 				}
-				got, inWorkers, err := decodeStream(t, xzData, Options{Workers: workers})
+				got, st, err = decodeStream(t, xzData, o)
 				if err != nil {
 					t.Fatalf("stream, workers=%d: %v", workers, err)
 				}
 				if !bytes.Equal(got, data) {
 					t.Fatalf("stream, workers=%d: decoded %d bytes differ from the %d bytes compressed", workers, len(got), len(data))
 				}
-				// xz --threads writes sizes in block headers; xz -T1 does not.
-				if (inWorkers > 0) != (tc.parallel || slices.Contains(tc.args, "-T0")) {
-					t.Errorf("stream, workers=%d: %d blocks decoded by workers", workers, inWorkers)
+				// xz --threads writes sizes in block headers, so
+				// workers decode them whole; xz -T1 does not, so
+				// its block is decoded as read.
+				if want := (decodeStats{0, 1}); !tc.sizes && st != want {
+					t.Errorf("stream, workers=%d: %+v, want %+v", workers, st, want)
+				}
+				if tc.sizes && (st.workers == 0 || st.streamed > 0) {
+					t.Errorf("stream, workers=%d: %+v, want every block decoded whole by workers", workers, st)
 				}
 			}
 		})
@@ -156,20 +163,20 @@ func TestRoundTripUlikunitzWriter(t *testing.T) {
 	data := sampleData()
 	for _, check := range []byte{xz.CRC32, xz.CRC64, xz.SHA256, xz.None} {
 		file := ulikunitzFile(t, data, 20_000, check)
-		got, parallel, err := decodeAll(t, file, Options{Workers: 3})
+		got, st, err := decodeAll(t, file, Options{Workers: 3})
 		if err != nil {
 			t.Fatalf("check %#x: %v", check, err)
 		}
 		if !bytes.Equal(got, data) {
 			t.Fatalf("check %#x: got %d bytes, want %d", check, len(got), len(data))
 		}
-		if !parallel {
-			t.Errorf("check %#x: decoded serially", check)
+		if st.streamed > 0 {
+			t.Errorf("check %#x: %+v, want every block decoded whole", check, st)
 		}
 		// Without sizes in the headers, a stream is decoded as read.
-		got, inWorkers, err := decodeStream(t, file, Options{Workers: 3})
-		if err != nil || !bytes.Equal(got, data) || inWorkers != 0 {
-			t.Fatalf("stream, check %#x: %d bytes, %d blocks in workers, err %v", check, len(got), inWorkers, err)
+		got, st, err = decodeStream(t, file, Options{Workers: 3})
+		if err != nil || !bytes.Equal(got, data) || st.workers != 0 {
+			t.Fatalf("stream, check %#x: %d bytes, %+v, err %v", check, len(got), st, err)
 		}
 	}
 }
@@ -303,7 +310,7 @@ func TestCorruptHeaders(t *testing.T) {
 			i := bytes.Index(h[:blocks[0].headerSize], []byte{0x21, 0x01})
 			h[i+2] = 41
 			fixHeaderCRC(f, blocks[0].offset)
-		}, "bad LZMA2 properties"},
+		}, "invalid LZMA2 properties 29"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -367,23 +374,24 @@ func TestHugeDeclaredSizes(t *testing.T) {
 
 	measure := allocated
 
-	// A block bigger than MaxBlockSize goes to the serial decoder, which
+	// A block bigger than the budget is decoded as a stream, which
 	// needs no block buffer and finds the lie.
 	lie := append([]record(nil), recs...)
 	lie[2].uncompressed = 1 << 50
-	alloc := measure(func() { mustFail(t, withIndex(t, file, lie), Options{Workers: 2}, "xz: ") })
+	alloc := measure(func() {
+		mustFail(t, withIndex(t, file, lie), Options{Workers: 2}, "block 2 at offset 17296: less data than the 1125899906842624 bytes the index says (20000)")
+	})
 	if alloc > 64<<20 {
 		t.Errorf("allocated %d bytes for a lying index", alloc)
 	}
 
-	// Under MaxBlockSize, buffers grow with the data actually decoded,
-	// not with what the index declares.
+	// Buffers are what the budget allows, whatever the index declares.
 	lie = append([]record(nil), recs...)
 	for i := range lie {
 		lie[i].uncompressed = 200 << 20
 	}
 	alloc = measure(func() {
-		mustFail(t, withIndex(t, file, lie), Options{Workers: 8}, "bytes of data, but the index says 209715200")
+		mustFail(t, withIndex(t, file, lie), Options{Workers: 8, MemoryBudget: 64 << 20}, "less data than the 209715200 bytes the index says")
 	})
 	if alloc > 64<<20 {
 		t.Errorf("allocated %d bytes for blocks declared at 200 MiB", alloc)
@@ -407,23 +415,18 @@ func TestHugeDeclaredSizes(t *testing.T) {
 		fixHeaderCRC(huge, b.offset)
 	}
 	alloc = measure(func() {
-		got, parallel, err := decodeAll(t, huge, Options{Workers: 2})
-		if err != nil || !bytes.Equal(got, data) || !parallel {
-			t.Errorf("4 GiB dictionary: parallel=%v err=%v", parallel, err)
+		got, _, err := decodeAll(t, huge, Options{Workers: 2})
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("4 GiB dictionary: err=%v", err)
+		}
+		// Decoded as streams, too.
+		got, _, err = decodeAll(t, huge, Options{Workers: 2, MemoryBudget: 4200 << 10})
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("4 GiB dictionary, as streams: err=%v", err)
 		}
 	})
 	if alloc > 64<<20 {
 		t.Errorf("allocated %d bytes for a 4 GiB dictionary", alloc)
-	}
-	// Decoded serially, it would have to be allocated: refused.
-	one := xzCompress(t, data[:1000], "-T1")
-	b := blocksOf(t, one)[0]
-	i := bytes.Index(one[b.offset:b.offset+b.headerSize], []byte{0x21, 0x01})
-	one[b.offset+int64(i)+2] = 40
-	fixHeaderCRC(one, b.offset)
-	alloc = measure(func() { mustFail(t, one, Options{}, "dictionary of 4294967295 bytes exceeds the limit") })
-	if alloc > 64<<20 {
-		t.Errorf("allocated %d bytes for a refused dictionary", alloc)
 	}
 
 	// More blocks than the decoder keeps track of.
@@ -441,58 +444,105 @@ func TestHugeDeclaredSizes(t *testing.T) {
 	mustFail(t, bad, Options{}, "xz: index at offset")
 }
 
-func TestUnsupportedFiltersFallBack(t *testing.T) {
+func TestUnsupportedFilters(t *testing.T) {
 	data := sampleData()
-	for _, args := range [][]string{
-		{"-T2", "--block-size=64KiB", "--x86", "--lzma2"},
-		{"-T2", "--block-size=64KiB", "--delta=dist=4", "--lzma2"},
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-T2", "--block-size=64KiB", "--x86", "--lzma2"}, "block 0 at offset 12: unsupported filter chain x86 BCJ (ID 0x4) + LZMA2 (ID 0x21): only LZMA2 alone is supported"},
+		{[]string{"-T1", "--delta=dist=4", "--lzma2"}, "block 0 at offset 12: unsupported filter chain Delta (ID 0x3) + LZMA2 (ID 0x21)"},
+		{[]string{"-T1", "--arm64", "--lzma2"}, "unsupported filter chain ARM64 BCJ (ID 0xa) + LZMA2"},
 	} {
-		file := xzCompress(t, data, args...)
-		l, err := parse(bytes.NewReader(file), int64(len(file)))
-		if err != nil {
-			t.Fatalf("xz %v: %v", args, err)
-		}
-		if l.supported {
-			t.Errorf("xz %v: parallel decoder claims to handle it", args)
-		}
-		// ulikunitz/xz knows no filter but LZMA2, so the serial decoder
-		// refuses too, but with an xz error rather than wrong data.
-		got, parallel, err := decodeAll(t, file, Options{Workers: 2})
-		if parallel {
-			t.Errorf("xz %v: decoded in parallel", args)
-		}
-		if err == nil && !bytes.Equal(got, data) {
-			t.Errorf("xz %v: wrong data", args)
-		}
-		if err != nil && !strings.HasPrefix(err.Error(), "xz: ") {
-			t.Errorf("xz %v: err = %v, want an xz error", args, err)
+		file := xzCompress(t, data, tc.args...)
+		mustFail(t, file, Options{}, tc.want)
+		mustFailStream(t, file, Options{}, tc.want)
+		if _, err := Stat(bytes.NewReader(file), int64(len(file))); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("xz %v: Stat: %v, want ErrUnsupported", tc.args, err)
 		}
 	}
 }
 
-func TestMaxBlockSizeFallsBack(t *testing.T) {
-	data := sampleData()
-	file := xzCompress(t, data, "-T2", "--block-size=64KiB")
-	got, parallel, err := decodeAll(t, file, Options{MaxBlockSize: 65535})
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("err = %v, %d bytes", err, len(got))
+// TestMemoryBudget decodes blocks too large for the budget as streams, in
+// workers, refuses blocks that do not fit even so, and never maps more
+// buffers than the budget, whatever the number of workers.
+func TestMemoryBudget(t *testing.T) {
+	data := tarLike(12<<20, 5)
+	// 5 MiB blocks with a 1 MiB dictionary: about 6.2 MiB whole, 5 MiB
+	// and 15 bytes as a stream (1 MiB of dictionary, 2 MiB for a chunk,
+	// two pieces of 1 MiB); the last block is 2 MiB.
+	file := xzCompress(t, data, "-1", "-T2", "--block-size=5MiB")
+	for _, tc := range []struct {
+		budget   int64
+		streamed int64
+	}{
+		{0, 0},
+		{13 << 20, 0}, // whole, two at a time
+		{7 << 20, 0},  // whole, one at a time
+		{6 << 20, 2},  // as streams, but the last
+	} {
+		for _, workers := range []int{1, 16} {
+			o := Options{Workers: workers, MemoryBudget: tc.budget}
+			arenaPeak.Store(arenaInUse.Load())
+			got, st, err := decodeAll(t, file, o)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("budget %d, %d workers: %d bytes, %v", tc.budget, workers, len(got), err)
+			}
+			if st.streamed != tc.streamed {
+				t.Errorf("budget %d, %d workers: %d blocks decoded as streams, want %d", tc.budget, workers, st.streamed, tc.streamed)
+			}
+			if peak := arenaPeak.Load(); tc.budget > 0 && peak > tc.budget {
+				t.Errorf("budget %d, %d workers: %d bytes of buffers", tc.budget, workers, peak)
+			}
+			arenaPeak.Store(arenaInUse.Load())
+			got, _, err = decodeStream(t, file, o)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("stream: budget %d, %d workers: %d bytes, %v", tc.budget, workers, len(got), err)
+			}
+			if peak := arenaPeak.Load(); tc.budget > 0 && peak > tc.budget {
+				t.Errorf("stream: budget %d, %d workers: %d bytes of buffers", tc.budget, workers, peak)
+			}
+		}
 	}
-	if parallel {
-		t.Error("64 KiB blocks decoded in parallel with MaxBlockSize 65535")
+
+	// Under 5 MiB, pieces of output are smaller: 3 MiB and 15 bytes
+	// for the window, 128 KiB for pieces.
+	got, st, err := decodeAll(t, file, Options{MemoryBudget: 5<<20 - 1})
+	if err != nil || !bytes.Equal(got, data) || st.streamed != 2 {
+		t.Errorf("budget of 5 MiB less 1: %d bytes, %+v, %v", len(got), st, err)
+	}
+	// Under 3 MiB and 128 KiB (and 15 bytes), the 5 MiB blocks cannot
+	// be decoded.
+	want := "block 0 at offset 12: LZMA2 dictionary of 1048576 bytes needs 3276815 bytes of memory, more than the memory budget of 3276814"
+	_, err = NewReader(bytes.NewReader(file), int64(len(file)), Options{MemoryBudget: 3276814})
+	var le *LimitError
+	if !errors.As(err, &le) || err.Error() != "xz: "+want {
+		t.Errorf("NewReader: %v, want a *LimitError %q", err, want)
+	}
+	_, _, err = decodeStream(t, file, Options{MemoryBudget: 3276814})
+	if !errors.As(err, &le) || err.Error() != "xz: "+want {
+		t.Errorf("NewStreamReader: %v, want a *LimitError %q", err, want)
 	}
 }
 
 func TestCloseEarly(t *testing.T) {
-	data := tarLike(3<<20, 11)
-	files := map[string][]byte{
-		"parallel": xzCompress(t, data, "-0", "-T2", "--block-size=256KiB"),
-		"serial":   xzCompress(t, data, "-0", "-T1"),
-	}
-	for name, file := range files {
-		t.Run(name, func(t *testing.T) {
+	data := tarLike(6<<20, 11)
+	blocks := xzCompress(t, data, "-0", "-T2", "--block-size=256KiB")
+	one := xzCompress(t, data, "-0", "-T1")
+	for _, tc := range []struct {
+		name   string
+		file   []byte
+		budget int64
+	}{
+		{"blocks", blocks, 0},
+		{"one block", one, 0},
+		{"one block as a stream", one, 5 << 20},
+	} {
+		file := tc.file
+		t.Run(tc.name, func(t *testing.T) {
 			base := runtime.NumGoroutine()
 			for _, readFirst := range []int{0, 1, 300_000, 2 << 20} {
-				r, err := NewReader(bytes.NewReader(file), int64(len(file)), Options{Workers: 4})
+				r, err := NewReader(bytes.NewReader(file), int64(len(file)), Options{Workers: 4, MemoryBudget: tc.budget})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -515,7 +565,7 @@ func TestCloseEarly(t *testing.T) {
 			}
 
 			// Close while a Read is waiting for a block.
-			r, err := NewReader(bytes.NewReader(file), int64(len(file)), Options{Workers: 1})
+			r, err := NewReader(bytes.NewReader(file), int64(len(file)), Options{Workers: 1, MemoryBudget: tc.budget})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -556,21 +606,20 @@ func TestErrorIsSticky(t *testing.T) {
 	}
 }
 
+// TestBlocksInFlight checks that blocks decoded ahead of Read are bounded
+// by the workers (at least two), whatever the budget allows.
 func TestBlocksInFlight(t *testing.T) {
 	file := xzCompress(t, sampleData(), "-T2", "--block-size=16KiB")
 	for _, workers := range []int{1, 2, 5} {
+		arenaPeak.Store(arenaInUse.Load())
 		r, err := NewReader(bytes.NewReader(file), int64(len(file)), Options{Workers: workers})
 		if err != nil {
 			t.Fatal(err)
 		}
-		pr := r.(*parallelReader)
-		buffers := map[*byte]bool{}
 		var p [1000]byte
 		for {
 			_, err := r.Read(p[:])
-			if pr.cur != nil {
-				buffers[&pr.cur.buf[:1][0]] = true
-			}
+			time.Sleep(10 * time.Microsecond) // a slow reader
 			if err == io.EOF {
 				break
 			}
@@ -579,8 +628,11 @@ func TestBlocksInFlight(t *testing.T) {
 			}
 		}
 		r.Close()
-		if len(buffers) > max(workers, 2) {
-			t.Errorf("workers=%d: %d block buffers, want at most %d", workers, len(buffers), max(workers, 2))
+		// A block's output and compressed data (at most 16 KiB and a
+		// little), for each block in flight and as many kept for reuse.
+		slots := max(workers, 2)
+		if peak, want := arenaPeak.Load(), int64(slots*2*17<<10+3*slots*17<<10); peak > want {
+			t.Errorf("workers=%d: %d bytes of buffers, want at most %d", workers, peak, want)
 		}
 	}
 }

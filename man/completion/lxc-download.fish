@@ -3,7 +3,7 @@
 
 function __fish_lxc-download_no_subcommand --description 'Test if there has been any subcommand yet'
     for i in (commandline -opc)
-        if contains -- $i list cache list verify prune flush local version help
+        if contains -- $i list cache list verify prune flush export import local version help
             return 1
         end
     end
@@ -33,6 +33,7 @@ complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -l max-index-
 complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -l wait -r -d 'How long to wait for another run on the same image (default: 10m)'
 complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -l max-rootfs-size -r -d 'Largest rootfs.tar.xz to download (default: 8G)'
 complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -l max-meta-size -r -d 'Largest meta.tar.xz to download (default: 64M)'
+complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -l memory-budget -r -d 'Memory for decoding the rootfs (default: a quarter of the memory available, at most 256M)'
 complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -l keep-free -r -d 'Free space a download leaves (default: the lesser of 256M and 5% of the filesystem; off: none)'
 complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -l name -r -d 'The container name'
 complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -l path -r -d 'The path to the container'
@@ -85,6 +86,18 @@ complete -c lxc-download -n '__fish_seen_subcommand_from flush' -f -l variant -r
 complete -c lxc-download -n '__fish_seen_subcommand_from flush' -f -l all -d 'Remove every cached image'
 complete -c lxc-download -n '__fish_seen_subcommand_from flush' -f -l dry-run -d 'Say what would be removed, and remove nothing'
 complete -c lxc-download -n '__fish_seen_subcommand_from flush' -f -l format -r -d 'Output format: text|json'
+complete -c lxc-download -n '__fish_seen_subcommand_from export' -f -l help -s h -d 'show help'
+complete -r -c lxc-download -n '__fish_seen_subcommand_from cache' -a 'export' -d 'Write the chosen cached images, with what they were verified with, to a tar file'
+complete -c lxc-download -n '__fish_seen_subcommand_from export' -f -l dist -s d -r -d 'Only the distribution DIST'
+complete -c lxc-download -n '__fish_seen_subcommand_from export' -f -l release -s r -r -d 'Only the release RELEASE'
+complete -c lxc-download -n '__fish_seen_subcommand_from export' -f -l arch -s a -r -d 'Only the architecture ARCH'
+complete -c lxc-download -n '__fish_seen_subcommand_from export' -f -l variant -r -d 'Only the variant VARIANT'
+complete -c lxc-download -n '__fish_seen_subcommand_from export' -f -l format -r -d 'Output format: text|json'
+complete -c lxc-download -n '__fish_seen_subcommand_from import' -f -l help -s h -d 'show help'
+complete -r -c lxc-download -n '__fish_seen_subcommand_from cache' -a 'import' -d 'Verify the images of a file cache export wrote, and store those that verify'
+complete -c lxc-download -n '__fish_seen_subcommand_from import' -l keyring -r -d 'OpenPGP public keys (armored or binary) to trust'
+complete -c lxc-download -n '__fish_seen_subcommand_from import' -f -l allow-downgrade -d 'Accept an index or build older than one seen before'
+complete -c lxc-download -n '__fish_seen_subcommand_from import' -f -l format -r -d 'Output format: text|json'
 complete -c lxc-download -n '__fish_seen_subcommand_from local' -f -l help -s h -d 'show help'
 complete -r -c lxc-download -n '__fish_lxc-download_no_subcommand' -a 'local' -d 'LXC\'s local template: make a container from an image\'s tarballs at hand'
 complete -c lxc-download -n '__fish_seen_subcommand_from local' -l metadata -s m -r -d 'The image\'s meta tarball FILE (config, fstab, templates, excludes, create-message)'

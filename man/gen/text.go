@@ -235,6 +235,10 @@ announced size is refused before reading, a longer body is cut off (a mirror
 is then replaced by the main server).
 `,
 	"max-meta-size": "As \\-\\-max\\-rootfs\\-size, for the meta tarball.\n",
+	"memory-budget": `All xz blocks decoded at once, and the windows of those too large to
+decode whole, share it; a file that cannot be decoded within it is refused
+before anything is decoded, as xz refuses a file over its memory limit.
+`,
 	"keep-free": `A download stops before the free space of its filesystem falls below
 this, and its partial file is removed.
 `,

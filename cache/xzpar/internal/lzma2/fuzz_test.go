@@ -8,13 +8,16 @@ import (
 )
 
 // FuzzLZMA2 decodes arbitrary streams into buffers of arbitrary sizes,
-// which must never panic, and compares what decodes with ulikunitz/xz.
+// which must never panic, compares what decodes with ulikunitz/xz, and
+// checks that Stream (in a window that must move) accepts and decodes
+// exactly what Decode does.
 func FuzzLZMA2(f *testing.F) {
 	// Both small, so that each run is cheap: the fuzzer runs an input
 	// thousands of times while minimizing it.
 	const dictSize = 64 << 10
 	const maxSize = 1 << 20 // LZMA2 can expand a few bytes into megabytes
 	var d Decoder
+	var s Stream
 	buf := make([]byte, maxSize)
 	f.Fuzz(func(t *testing.T, z []byte, size uint32) {
 		size %= maxSize
@@ -22,6 +25,16 @@ func FuzzLZMA2(f *testing.F) {
 		n, err := d.Decode(out, z, dictSize)
 		if n < 0 || n > len(z) {
 			t.Fatalf("Decode took %d of %d bytes", n, len(z))
+		}
+		streamed, consumed, serr := streamAll(&s, z, dictSize, int64(size))
+		if serr == nil && len(streamed) != int(size) {
+			serr = ErrTooLittleData
+		}
+		switch {
+		case (err == nil) != (serr == nil):
+			t.Fatalf("Decode: %v; Stream: %v", err, serr)
+		case err == nil && (!bytes.Equal(streamed, out) || consumed != int64(n)):
+			t.Fatalf("Stream decodes %d bytes from %d, Decode %d from %d, differing", len(streamed), consumed, len(out), n)
 		}
 		ref, refErr := ulikunitz(z, dictSize, int(size)+1)
 		refOK := refErr == nil && len(ref) == int(size)

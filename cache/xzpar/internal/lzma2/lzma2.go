@@ -1,10 +1,13 @@
-// Package lzma2 decodes a whole LZMA2 stream (the data of one xz block)
-// straight into a buffer of its known uncompressed size.
+// Package lzma2 decodes LZMA2 streams (the data of xz blocks), as strictly
+// as liblzma: whatever liblzma refuses, they refuse.
 //
-// The output buffer is the dictionary: matches copy within it, so there is
-// no circular window and no copy out, and decoding allocates nothing. This
-// is what makes it cheaper than a general streaming decoder, and why it only
-// suits callers that hold a block's whole output anyway.
+// Decoder.Decode decodes a whole stream straight into a buffer of its known
+// uncompressed size. The output buffer is the dictionary: matches copy
+// within it, so there is no circular window and no copy out, and decoding
+// allocates nothing. This is what makes it cheaper than a general streaming
+// decoder, and why it only suits callers that hold a block's whole output
+// anyway. Stream decodes a stream of any size read from an io.Reader in a
+// window of its dictionary size plus one chunk, with the same code.
 //
 // The format is LZMA2 as xz writes it (see the .xz file format
 // specification and the LZMA SDK's lzma-specification.txt): a sequence of
@@ -139,28 +142,108 @@ func (d *Decoder) resetState() {
 	d.rep = [4]uint32{}
 }
 
-// streamError is an error of Decode: which kind, where, and details.
-type streamError struct {
-	kind error
-	off  int
-	msg  string
+// Error is an error of Decode or Stream.Next: which kind, where, and
+// details.
+type Error struct {
+	// Kind is one of the Err* variables.
+	Kind error
+	// Offset is where in the LZMA2 stream the error was found: the
+	// start of the chunk (its control byte) or of its data.
+	Offset int64
+	// Msg says what is wrong.
+	Msg string
 }
 
-func (e *streamError) Error() string {
-	return fmt.Sprintf("lzma2: %v at offset %d: %s", e.kind, e.off, e.msg)
+func (e *Error) Error() string {
+	return fmt.Sprintf("lzma2: %v at offset %d: %s", e.Kind, e.Offset, e.Msg)
 }
 
-func (e *streamError) Unwrap() error { return e.kind }
+func (e *Error) Unwrap() error { return e.Kind }
 
 // corrupt makes the error for malformed input found at offset off of the
 // stream.
-func corrupt(off int, format string, a ...any) error {
-	return &streamError{ErrCorrupt, off, fmt.Sprintf(format, a...)}
+func corrupt(off int64, format string, a ...any) error {
+	return &Error{ErrCorrupt, off, fmt.Sprintf(format, a...)}
 }
 
 // failed makes an error of another kind than ErrCorrupt.
-func failed(kind error, off int, format string, a ...any) error {
-	return &streamError{kind, off, fmt.Sprintf(format, a...)}
+func failed(kind error, off int64, format string, a ...any) error {
+	return &Error{kind, off, fmt.Sprintf(format, a...)}
+}
+
+// MaxChunkSize is the most output one LZMA2 chunk can hold.
+const MaxChunkSize = 1 << 21
+
+// chunk is what an LZMA2 chunk header says.
+type chunk struct {
+	lzma   bool // LZMA-compressed, not stored
+	size   int  // uncompressed
+	packed int  // compressed (stored chunks: size)
+}
+
+// headerLen returns the length of the header a control byte starts.
+func headerLen(ctl byte) int {
+	switch {
+	case ctl >= 0xc0:
+		return 6
+	case ctl >= 0x80:
+		return 5
+	}
+	return 3
+}
+
+// framing enforces the order of chunks as liblzma does: the first chunk
+// resets the dictionary, an LZMA chunk after a dictionary reset sets new
+// properties, and no control byte is undefined. Its zero value expects
+// the first chunk of a stream.
+type framing struct {
+	started, propsSet bool
+}
+
+// control checks control byte ctl (not the end marker) of the chunk at
+// offset off and notes its dictionary reset, which it reports.
+func (f *framing) control(ctl byte, off int64) (dictReset bool, err error) {
+	if ctl >= 0xe0 || ctl == 1 {
+		// A dictionary reset also requires new properties for the
+		// next LZMA chunk.
+		f.started, f.propsSet = true, false
+		return true, nil
+	}
+	if !f.started {
+		return false, corrupt(off, "first chunk does not reset the dictionary")
+	}
+	if ctl < 0x80 && ctl > 2 {
+		return false, corrupt(off, "invalid chunk control byte %#x", ctl)
+	}
+	return false, nil
+}
+
+// header parses the chunk header hdr (headerLen(hdr[0]) bytes, its
+// control byte checked by control) at offset off and applies its resets
+// of properties and state to d.
+func (f *framing) header(d *Decoder, hdr []byte, off int64) (chunk, error) {
+	var c chunk
+	ctl := hdr[0]
+	if ctl < 0x80 {
+		c.size = (int(hdr[1])<<8 | int(hdr[2])) + 1
+		c.packed = c.size
+		return c, nil
+	}
+	c.lzma = true
+	c.size = (int(ctl&0x1f)<<16 | int(hdr[1])<<8 | int(hdr[2])) + 1
+	c.packed = (int(hdr[3])<<8 | int(hdr[4])) + 1
+	if ctl >= 0xc0 {
+		if err := d.setProps(hdr[5]); err != nil {
+			return c, corrupt(off+5, "%v", err)
+		}
+		f.propsSet = true
+	} else if !f.propsSet {
+		return c, corrupt(off, "LZMA chunk without properties after a dictionary reset")
+	}
+	if ctl >= 0xa0 {
+		d.resetState()
+	}
+	return c, nil
 }
 
 // Decode decodes the LZMA2 stream at the start of src into out, whose
@@ -174,7 +257,7 @@ func (d *Decoder) Decode(out, src []byte, dictSize int) (int, error) {
 	ip := 0
 	pos := 0
 	dictStart := 0
-	needDictReset, needProps := true, true
+	var f framing
 	for {
 		if d.Stop != nil {
 			select {
@@ -184,76 +267,47 @@ func (d *Decoder) Decode(out, src []byte, dictSize int) (int, error) {
 			}
 		}
 		if ip >= len(src) {
-			return ip, failed(ErrTruncated, ip, "no end marker")
+			return ip, failed(ErrTruncated, int64(ip), "no end marker")
 		}
-		ctl := src[ip]
-		if ctl == 0 {
+		if src[ip] == 0 {
 			ip++
 			break
 		}
-		if ctl >= 0xe0 || ctl == 1 {
-			needProps, needDictReset = true, false
+		reset, err := f.control(src[ip], int64(ip))
+		if err != nil {
+			return ip, err
+		}
+		n := headerLen(src[ip])
+		if len(src)-ip < n {
+			return ip, failed(ErrTruncated, int64(ip), "in a chunk header")
+		}
+		c, err := f.header(d, src[ip:ip+n], int64(ip))
+		if err != nil {
+			return ip, err
+		}
+		if reset {
 			dictStart = pos
-		} else if needDictReset {
-			return ip, corrupt(ip, "first chunk does not reset the dictionary")
 		}
-		if ctl < 0x80 {
-			if ctl > 2 {
-				return ip, corrupt(ip, "invalid chunk control byte %#x", ctl)
+		ip += n
+		if c.packed > len(src)-ip {
+			if c.lzma {
+				return ip, failed(ErrTruncated, int64(ip), "in an LZMA chunk of %d bytes", c.packed)
 			}
-			if len(src)-ip < 3 {
-				return ip, failed(ErrTruncated, ip, "in a chunk header")
-			}
-			size := (int(src[ip+1])<<8 | int(src[ip+2])) + 1
-			ip += 3
-			if size > len(src)-ip {
-				return ip, failed(ErrTruncated, ip, "in a stored chunk of %d bytes", size)
-			}
-			if size > len(out)-pos {
-				return ip, failed(ErrTooMuchData, ip, "a chunk of %d bytes after %d of %d", size, pos, len(out))
-			}
-			copy(out[pos:pos+size], src[ip:ip+size])
-			pos += size
-			ip += size
-			continue
+			return ip, failed(ErrTruncated, int64(ip), "in a stored chunk of %d bytes", c.size)
 		}
-
-		hdr := 5
-		if ctl >= 0xc0 {
-			hdr = 6
+		if c.size > len(out)-pos {
+			return ip, failed(ErrTooMuchData, int64(ip), "a chunk of %d bytes after %d of %d", c.size, pos, len(out))
 		}
-		if len(src)-ip < hdr {
-			return ip, failed(ErrTruncated, ip, "in a chunk header")
+		if !c.lzma {
+			copy(out[pos:pos+c.size], src[ip:ip+c.size])
+		} else if err := d.decodeChunk(out[dictStart:pos+c.size], pos-dictStart, src[ip:ip+c.packed], dictSize); err != nil {
+			return ip, corrupt(int64(ip), "%v", err)
 		}
-		size := (int(ctl&0x1f)<<16 | int(src[ip+1])<<8 | int(src[ip+2])) + 1
-		packed := (int(src[ip+3])<<8 | int(src[ip+4])) + 1
-		if ctl >= 0xc0 {
-			if err := d.setProps(src[ip+5]); err != nil {
-				return ip, corrupt(ip+5, "%v", err)
-			}
-			needProps = false
-		} else if needProps {
-			return ip, corrupt(ip, "LZMA chunk without properties after a dictionary reset")
-		}
-		if ctl >= 0xa0 {
-			d.resetState()
-		}
-		ip += hdr
-		if packed > len(src)-ip {
-			return ip, failed(ErrTruncated, ip, "in an LZMA chunk of %d bytes", packed)
-		}
-		if size > len(out)-pos {
-			return ip, failed(ErrTooMuchData, ip, "a chunk of %d bytes after %d of %d", size, pos, len(out))
-		}
-		win := out[dictStart : pos+size]
-		if err := d.decodeChunk(win, pos-dictStart, src[ip:ip+packed], dictSize); err != nil {
-			return ip, corrupt(ip, "%v", err)
-		}
-		pos += size
-		ip += packed
+		pos += c.size
+		ip += c.packed
 	}
 	if pos != len(out) {
-		return ip, failed(ErrTooLittleData, ip, "%d bytes, expected %d", pos, len(out))
+		return ip, failed(ErrTooLittleData, int64(ip), "%d bytes, expected %d", pos, len(out))
 	}
 	return ip, nil
 }

@@ -1,0 +1,141 @@
+package cmd_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lxc/lxc-download/fetch/fetchtest"
+)
+
+// When the world is broken: failures that explain themselves, fallbacks
+// that stay safe.
+
+// TestArchAliases: the architecture may be given as uname or a
+// distribution calls it; the run says which server name it used.
+func TestArchAliases(t *testing.T) {
+	e := newEnv(t)
+	r := e.run("-d", "debian", "-r", "bookworm", "-a", "x86_64", "--server", e.srv.Host, "--keyring", e.srv.KeyFile)
+	mustSucceed(t, e, r)
+	if !strings.Contains(r.stdout, "Using architecture amd64 for x86_64\n") {
+		t.Errorf("the mapping was not said:\n%s", r)
+	}
+	r = e.runRaw("--list", "-a", "x86_64", "--server", e.srv.Host, "--keyring", e.srv.KeyFile)
+	if r.code != 0 || !strings.Contains(r.stdout, "debian") || !strings.Contains(r.stdout, "amd64") {
+		t.Errorf("--list -a x86_64:\n%s", r)
+	}
+}
+
+// TestUnusableCachePath: a cache path that cannot be a cache (a regular
+// file) is warned about once, and the run goes on without a cache.
+func TestUnusableCachePath(t *testing.T) {
+	e := newEnv(t)
+	e.cache = filepath.Join(e.dir, "not-a-dir")
+	if err := os.WriteFile(e.cache, []byte("a file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run(e.image()...)
+	mustSucceed(t, e, r)
+	if w := stderrLines(r, "WARNING: Not using the cache "+e.cache); len(w) != 1 {
+		t.Errorf("want one warning naming the cache:\n%s", r)
+	}
+	if b, _ := os.ReadFile(e.cache); string(b) != "a file" {
+		t.Errorf("the file was changed")
+	}
+	checkRootfs(t, e.rootfs, fetchtest.DefaultImage().Rootfs)
+}
+
+// TestStandaloneCleanUp: a standalone run that fails removes the rootfs
+// directory it made, and the parents it made for it; what was there
+// before stays.
+func TestStandaloneCleanUp(t *testing.T) {
+	e := newEnv(t)
+	rootfs := filepath.Join(e.dir, "new", "deeper", "rootfs")
+	r := e.runRaw(append([]string{"--rootfs", rootfs}, "-d", "debian", "-r", "trixie", "-a", "amd64",
+		"--server", e.srv.Host, "--keyring", e.srv.KeyFile)...)
+	e.mustFail(r, "Couldn't find a matching image")
+	if _, err := os.Stat(filepath.Join(e.dir, "new")); !os.IsNotExist(err) {
+		t.Errorf("the directories the run made are left: %v", err)
+	}
+	if _, err := os.Stat(e.dir); err != nil {
+		t.Errorf("what was there before is gone: %v", err)
+	}
+}
+
+// TestNotFoundExplains: a typo in any field names the nearest values and
+// what is on offer, after the one ERROR line.
+func TestNotFoundExplains(t *testing.T) {
+	e := newEnv(t, fetchtest.DefaultImage(), fetchtest.NewImage("debian", "trixie", "arm64", "default", "20261120_05:24"))
+	for _, c := range []struct {
+		args       []string
+		err, hints string
+	}{
+		{[]string{"-d", "debain", "-r", "bookworm", "-a", "amd64"}, `no distribution "debain" (did you mean debian?)`, "Distributions of this server: debian"},
+		{[]string{"-d", "debian", "-r", "bokworm", "-a", "amd64"}, `no release "bokworm" for debian (did you mean bookworm?)`, "Releases of debian: bookworm, trixie"},
+		{[]string{"-d", "debian", "-r", "trixie", "-a", "amd64"}, `no architecture "amd64" for debian trixie`, "Architectures of debian trixie: arm64"},
+		{[]string{"-d", "debian", "-r", "bookworm", "-a", "amd64", "--variant", "defualt"}, `no variant "defualt" for debian bookworm amd64 (did you mean default?)`, "Variants of debian bookworm amd64: default"},
+	} {
+		e.newContainer("c1")
+		r := e.run(append(c.args, "--server", e.srv.Host, "--keyring", e.srv.KeyFile)...)
+		e.mustFail(r, "Couldn't find a matching image: "+c.err)
+		if !strings.Contains(r.stderr, "\n"+c.hints+"\n") {
+			t.Errorf("%v: the hints lack %q:\n%s", c.args, c.hints, r)
+		}
+	}
+}
+
+// TestCacheExportImport: verified images move between hosts with their
+// evidence; an import verifies everything again and stores nothing that
+// does not verify, and what it stores serves an offline run.
+func TestCacheExportImport(t *testing.T) {
+	e := newEnv(t)
+	mustSucceed(t, e, e.run(e.image()...))
+	fetched, err := os.Stat(filepath.Join(e.cacheDir(), "build_id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(e.dir, "images.tar")
+	if r := e.runRaw("cache", "export", "-d", "debian", file); r.code != 0 {
+		t.Fatalf("export:\n%s", r)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Another host: an empty cache, and a server that is down.
+	e.cache = filepath.Join(e.dir, "other-cache")
+	if r := e.runRaw("cache", "import", file); r.code != 1 || !strings.Contains(r.stderr, "did not verify") {
+		t.Errorf("import with the built-in key only:\n%s", r)
+	}
+	tampered := append([]byte(nil), data...)
+	i := bytes.LastIndex(tampered, []byte("rootfs.tar.xz"))
+	tampered[i+2048] ^= 1 // inside the rootfs tarball's data
+	bad := filepath.Join(e.dir, "tampered.tar")
+	if err := os.WriteFile(bad, tampered, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.newContainer("c2")
+	r := e.runRaw("cache", "import", "--keyring", e.srv.KeyFile, bad)
+	e.mustFail(r, "1 of 1 images in "+bad+" did not verify and were not imported: debian/bookworm/amd64/default")
+	if _, err := os.Stat(e.cacheDir()); !os.IsNotExist(err) {
+		t.Errorf("a tampered image was stored: %v", err)
+	}
+	if r := e.runRaw("cache", "import", "--keyring", e.srv.KeyFile, file); r.code != 0 {
+		t.Fatalf("import:\n%s", r)
+	}
+	// An imported copy is as old as its signatures say, not as new as
+	// the import: the 30 days of the cache run from then.
+	if fi, err := os.Stat(filepath.Join(e.cacheDir(), "build_id")); err != nil || fi.ModTime().After(fetched.ModTime()) {
+		t.Errorf("imported copy fetched at %v, after the original download at %v", fi.ModTime(), fetched.ModTime())
+	}
+	before := len(e.srv.Requests())
+	r = e.run(e.image("--force-cache")...)
+	mustSucceed(t, e, r)
+	checkRootfs(t, e.rootfs, fetchtest.DefaultImage().Rootfs)
+	if n := len(e.srv.Requests()) - before; n != 0 {
+		t.Errorf("%d requests to the server by a run from the imported image", n)
+	}
+}
