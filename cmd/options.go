@@ -49,6 +49,14 @@ type Options struct {
 	VariantSet                   bool // --variant given: --list filters by it
 	Server                       string
 
+	// The list command's own (with List): the images come from the
+	// simplestreams where the server has them, Format is any of
+	// compat.ListFormats, Filters are its FILTER words and AllBuilds
+	// lists every retained build.
+	ListCommand bool
+	Filters     []string
+	AllBuilds   bool
+
 	Validate  bool   // false with --no-validate
 	KeyID     string // --keyid
 	Keyserver string // --keyserver, else $DOWNLOAD_KEYSERVER

@@ -56,6 +56,9 @@ func Run(ctx context.Context, o Options, s IO) error {
 	if r.ns == compat.InUserns && o.MappedUID < 0 && !o.List && !o.standalone() {
 		return errors.New("In a user namespace without a map")
 	}
+	if o.ListCommand {
+		return r.listImages(ctx)
+	}
 	if o.List {
 		_, err := r.list(ctx)
 		return err
@@ -191,6 +194,10 @@ func (r *run) fetchOptions() (fetch.Options, error) {
 	}
 	if r.o.Verbose {
 		fo.Verbose = r.s.Stdout
+		if r.o.ListCommand {
+			// Its stdout is the listing alone.
+			fo.Verbose = r.s.Stderr
+		}
 	}
 	if r.out != io.Discard {
 		fo.Progress = r.s.Stdout
