@@ -56,6 +56,15 @@ type store struct {
 	// readOnly, when not nil, says why the cache cannot take a new entry:
 	// what it holds is used, and a download is not kept.
 	readOnly error
+	// transient is set for a pinned build (--build), which is never kept:
+	// the entry holds what runs without --build downloaded, so that such
+	// a run never finds an older build there and takes it for current.
+	transient bool
+}
+
+// keeps reports whether a download is stored in the cache.
+func (st *store) keeps() bool {
+	return st.usable && st.readOnly == nil && !st.transient
 }
 
 // cacheRoot is $LXC_CACHE_PATH, else the system or per-user default.
@@ -101,8 +110,22 @@ func (r *run) noCache(st *store, why error) {
 }
 
 // obtain makes sure the cache holds a current copy of the image (SPEC 6),
-// verifies it again, and returns it ready to unpack.
+// verifies it again, and returns it ready to unpack. A release the index
+// does not have but the simplestreams name as an alias ("12" for
+// "bookworm") is resolved, and everything starts again for that release:
+// its cache entry, its lock, what was seen of it.
 func (r *run) obtain(ctx context.Context) (*image, error) {
+	img, err := r.obtainRelease(ctx)
+	var aliased *releaseAliased
+	if !errors.As(err, &aliased) {
+		return img, err
+	}
+	r.o.Release = aliased.Release
+	return r.obtainRelease(ctx)
+}
+
+// obtainRelease is obtain for the release as given.
+func (r *run) obtainRelease(ctx context.Context) (*image, error) {
 	st, err := r.openStore()
 	if err != nil {
 		return nil, err
@@ -136,6 +159,11 @@ func (r *run) obtain(ctx context.Context) (*image, error) {
 			return nil, err
 		}
 		e = nil
+	}
+	if r.o.Build != "" {
+		// A pinned build is used from the cache only if the entry holds
+		// exactly that build (refreshPinned).
+		return r.refresh(ctx, st, e)
 	}
 	if e != nil {
 		if r.o.ForceCache {
@@ -209,20 +237,18 @@ func (r *run) open(ctx context.Context, e *cache.Entry) (*image, error) {
 // entry old (nil for none) already has that build.
 func (r *run) refresh(ctx context.Context, st *store, old *cache.Entry) (*image, error) {
 	o := r.o
-	var seen cache.Seen
-	if st.usable {
-		var err error
-		if seen, err = st.Seen(o.Server, st.key); err != nil {
-			return nil, err
-		}
-		r.clockFloor = seen.IndexSigned
+	if o.Build != "" {
+		return r.refreshPinned(ctx, st, old)
+	}
+	seen, err := r.seen(st)
+	if err != nil {
+		return nil, err
 	}
 	c, err := r.fetchClient(ctx)
 	if err != nil {
 		return nil, err
 	}
-	r.say("Downloading the image index")
-	res, err := c.FetchIndex(ctx, r.mode)
+	res, err := r.fetchIndex(ctx, c)
 	if err != nil {
 		if old != nil && fetch.IsUnreachable(err) {
 			r.warnOnce("offline", "The image server cannot be reached (%v); using the cached copy", err)
@@ -235,7 +261,7 @@ func (r *run) refresh(ctx context.Context, st *store, old *cache.Entry) (*image,
 		}
 		return nil, err
 	}
-	entry, err := res.Index.Find(compat.Query{Dist: o.Dist, Release: o.Release, Arch: o.Arch, Variant: o.Variant})
+	entry, err := r.findEntry(ctx, c, res.Index)
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +288,36 @@ func (r *run) refresh(ctx context.Context, st *store, old *cache.Entry) (*image,
 		}
 		r.warnOnce("cache-unverified", "Not using the cached copy in %s: %v; downloading it again", old.Dir, err)
 	}
-	return r.download(ctx, st, c, entry)
+	return r.download(ctx, st, c, entry, nil)
+}
+
+// seen is what the store remembers of the image from this server; the
+// clock is not taken to be behind the newest index signature in it.
+func (r *run) seen(st *store) (cache.Seen, error) {
+	if !st.usable {
+		return cache.Seen{}, nil
+	}
+	seen, err := st.Seen(r.o.Server, st.key)
+	if err != nil {
+		return cache.Seen{}, err
+	}
+	r.clockFloor = seen.IndexSigned
+	return seen, nil
+}
+
+// fetchIndex downloads the index once per run: a run that starts again
+// for a release alias reads the same one.
+func (r *run) fetchIndex(ctx context.Context, c *fetch.Client) (*fetch.IndexResult, error) {
+	if r.index != nil {
+		return r.index, nil
+	}
+	r.say("Downloading the image index")
+	res, err := c.FetchIndex(ctx, r.mode)
+	if err != nil {
+		return nil, err
+	}
+	r.index = res
+	return res, nil
 }
 
 // stage is where a download goes: the cache's staging directory, or, when
@@ -270,7 +325,7 @@ func (r *run) refresh(ctx context.Context, st *store, old *cache.Entry) (*image,
 // (never /tmp: tmpfs and noexec /tmp broke the shell template). release
 // removes a temporary stage and the entry made in it.
 func (r *run) stage(st *store) (stage *cache.Stage, release func(), err error) {
-	if st.usable && st.readOnly == nil {
+	if st.keeps() {
 		stage, err := st.Stage(st.key)
 		if err != nil {
 			return nil, nil, err
@@ -293,8 +348,10 @@ func (r *run) stage(st *store) (stage *cache.Stage, release func(), err error) {
 
 // download fetches the image, stores it with the evidence it was verified
 // with, and returns it. The rootfs is unpacked while it downloads, into a
-// private stage that is installed only once everything has verified.
-func (r *run) download(ctx context.Context, st *store, c *fetch.Client, entry compat.Entry) (img *image, err error) {
+// private stage that is installed only once everything has verified. When
+// want is not nil (a pinned build), the rootfs must also be the file the
+// streams describe.
+func (r *run) download(ctx context.Context, st *store, c *fetch.Client, entry compat.Entry, want *pinnedRootfs) (img *image, err error) {
 	o := r.o
 	stage, release, err := r.stage(st)
 	if err != nil {
@@ -330,6 +387,16 @@ func (r *run) download(ctx context.Context, st *store, c *fetch.Client, entry co
 	if stream != nil {
 		staged = stream.finish(err)
 	}
+	if err == nil && want != nil {
+		source := "the download"
+		if got.Verified {
+			source = "the verified download"
+		}
+		err = want.check(got.Rootfs.SHA256, source)
+		if err != nil && staged != nil {
+			staged.Discard()
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -351,7 +418,7 @@ func (r *run) download(ctx context.Context, st *store, c *fetch.Client, entry co
 		return nil, err
 	}
 	stage.Abort() // tidies the stage; the entry stays
-	if st.usable && st.readOnly == nil {
+	if st.keeps() {
 		if o.MappedUID >= 0 || o.MappedGID >= 0 {
 			// Like the shell template, a cache that cannot be handed
 			// over is not an error: the container can still be made.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/lxc/lxc-download/compat"
 	"github.com/lxc/lxc-download/fetch"
 )
 
@@ -48,6 +49,18 @@ type Options struct {
 	Dist, Release, Arch, Variant string
 	VariantSet                   bool // --variant given: --list filters by it
 	Server                       string
+
+	// Build, when not empty, is the retained build to create from
+	// (--build) instead of the one the index names.
+	Build string
+
+	// The list command's own (with List): the images come from the
+	// simplestreams where the server has them, Format is any of
+	// compat.ListFormats, Filters are its FILTER words and AllBuilds
+	// lists every retained build.
+	ListCommand bool
+	Filters     []string
+	AllBuilds   bool
 
 	Validate  bool   // false with --no-validate
 	KeyID     string // --keyid
@@ -121,6 +134,8 @@ var templateOptions = []templateOption{
 
 	{arg: "variant", flag: &cli.StringFlag{Name: "variant", Value: "default", Category: sectionOptional,
 		Usage: "Variant of the image"}},
+	{arg: "build", flag: &cli.StringFlag{Name: "build", Category: sectionOptional,
+		Usage: "Create from this build (e.g. 20261120_05:24), one the\nserver retains (default: the newest; see\nlxc-download list --all-builds)"}},
 	{arg: "server", flag: &cli.StringFlag{Name: "server", Value: DefaultServer, Category: sectionOptional,
 		Usage: "Image server"}},
 	{arg: "keyid", flag: &cli.StringFlag{Name: "keyid", Category: sectionOptional,
@@ -240,6 +255,7 @@ func optionsFrom(c flagValues, s IO) (Options, error) {
 		Arch:       c.String("arch"),
 		Variant:    c.String("variant"),
 		VariantSet: c.IsSet("variant"),
+		Build:      c.String("build"),
 		Server:     c.String("server"),
 		KeyID:      c.String("keyid"),
 		Keyserver:  c.String("keyserver"),
@@ -283,6 +299,12 @@ func optionsFrom(c flagValues, s IO) (Options, error) {
 	}
 	if o.Variant == "" {
 		return o, usageErrorf("--variant must not be empty")
+	}
+	if o.Build != "" && !compat.ValidBuildID(o.Build) {
+		return o, usageErrorf("--build must be a build id such as 20261120_05:24, not %q", o.Build)
+	}
+	if o.Build != "" && o.List {
+		return o, usageErrorf("--build is for creating a container; to see the builds: lxc-download list --all-builds")
 	}
 	if o.Server == "" {
 		return o, usageErrorf("--server must not be empty")

@@ -35,16 +35,26 @@ type run struct {
 	// wrong, and certificates and keys are judged by it instead.
 	clockFloor time.Time
 
+	// index is the index this run downloaded, and streams with
+	// streamsErr the simplestreams, once asked for.
+	index      *fetch.IndexResult
+	streams    *fetch.StreamsResult
+	streamsErr error
+
 	// unpackWarn takes the unpacker's warnings: a streamed unpack that was
 	// given up is followed by one from the cache, which meets the same
 	// entries and would say the same things again.
 	unpackWarn *onceLines
+	// fetchWarn takes the network clients' warnings: a pinned build's
+	// download has a client of its own (cappedClient), which would say
+	// the same things again.
+	fetchWarn *onceLines
 }
 
 // Run does what the options ask: list the images, or make sure the image is
 // in the cache and unpack and configure it into the container.
 func Run(ctx context.Context, o Options, s IO) error {
-	r := &run{o: o, s: s, out: s.Stdout, warned: map[string]bool{}, unpackWarn: &onceLines{w: s.Stderr}}
+	r := &run{o: o, s: s, out: s.Stdout, warned: map[string]bool{}, unpackWarn: &onceLines{w: s.Stderr}, fetchWarn: &onceLines{w: s.Stderr}}
 	if o.Quiet || (o.List && o.Format == "json") {
 		r.out = io.Discard
 	}
@@ -56,7 +66,14 @@ func Run(ctx context.Context, o Options, s IO) error {
 	if r.ns == compat.InUserns && o.MappedUID < 0 && !o.List && !o.standalone() {
 		return errors.New("In a user namespace without a map")
 	}
+	if o.ListCommand {
+		// Only the listing goes to stdout.
+		r.out = io.Discard
+	}
 	r.serverArch()
+	if o.ListCommand {
+		return r.listImages(ctx)
+	}
 	if o.List {
 		_, err := r.list(ctx)
 		return err
@@ -190,7 +207,7 @@ func (r *run) fetchOptions() (fetch.Options, error) {
 		Server:        r.o.Server,
 		Version:       Version,
 		Validate:      r.o.Validate,
-		Warn:          r.s.Stderr,
+		Warn:          r.fetchWarn,
 		CACert:        r.o.CACert,
 		Nameservers:   r.o.Nameservers,
 		MaxMetaSize:   r.o.MaxMetaSize,
@@ -203,6 +220,10 @@ func (r *run) fetchOptions() (fetch.Options, error) {
 	}
 	if r.o.Verbose {
 		fo.Verbose = r.s.Stdout
+		if r.o.ListCommand {
+			// Its stdout is the listing alone.
+			fo.Verbose = r.s.Stderr
+		}
 	}
 	if r.out != io.Discard {
 		fo.Progress = r.s.Stdout

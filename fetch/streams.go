@@ -105,3 +105,40 @@ func (c *Client) maybeSignedFile(ctx context.Context, path string, limit int64) 
 	}
 	return data, sig, signedAt, nil
 }
+
+// BuildSums downloads the SHA256SUMS of entry's build directory from the
+// primary server and, with Validate, its signature SHA256SUMS.asc, and
+// returns the sums by file name, for a caller to compare with what the
+// streams say of the build before it downloads it. signed says the sums
+// verified with the keyring; unsigned sums (a server that publishes no
+// SHA256SUMS.asc, or a run without validation) are returned too, but are
+// no evidence of anything. A build directory without SHA256SUMS answers a
+// *StatusError of code 404: the build is gone, or the server signs each
+// file instead, which FetchImage tells apart. A signature that is there
+// but does not verify is an error.
+func (c *Client) BuildSums(ctx context.Context, entry compat.Entry) (sums map[string]string, signed bool, err error) {
+	files := []smallFile{{entry.File("SHA256SUMS"), maxSumsSize}}
+	if c.o.Validate {
+		files = append(files, smallFile{entry.File("SHA256SUMS.asc"), maxSignatureSize})
+	}
+	got := c.getSmallAll(ctx, files)
+	if got[0].err != nil {
+		return nil, false, got[0].err
+	}
+	if c.o.Validate {
+		switch sig, err := got[1].data, got[1].err; {
+		case isNotFound(err):
+		case err != nil:
+			return nil, false, err
+		default:
+			if _, err := verifyDetached(c.o.Keyring, "SHA256SUMS", got[0].data, sig, c.o.now); err != nil {
+				return nil, false, err
+			}
+			signed = true
+		}
+	}
+	if sums, err = ParseSHA256SUMS(got[0].data); err != nil {
+		return nil, false, fmt.Errorf("%s: %w", c.urlFor(entry.File("SHA256SUMS")), err)
+	}
+	return sums, signed, nil
+}

@@ -3,7 +3,9 @@ package fetch_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -103,4 +105,44 @@ func TestFetchStreams(t *testing.T) {
 func (r *rig) served2(p string) []byte {
 	b, _ := r.srv.Get(p)
 	return b
+}
+
+// TestBuildSums: a build directory's signed SHA256SUMS is returned as
+// signed; one signed by another key is an error; without a signature the
+// sums are returned unsigned; a build that is gone answers 404.
+func TestBuildSums(t *testing.T) {
+	ctx := context.Background()
+	stranger, err := fetchtest.NewKey("stranger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := fetchtest.ImageDir(fetchtest.DefaultImage())
+	entry := compat.Entry{Dist: "debian", Release: "bookworm", Arch: "amd64", Variant: "default", Build: "20261120_05:24", Path: dir}
+
+	r := newRig(t)
+	sums, signed, err := r.client().BuildSums(ctx, entry)
+	if err != nil || !signed {
+		t.Fatalf("signed, %v: %v", signed, err)
+	}
+	rootfs, _ := r.srv.Get(dir + "rootfs.tar.xz")
+	if want := fmt.Sprintf("%x", sha256.Sum256(rootfs)); sums["rootfs.tar.xz"] != want {
+		t.Errorf("rootfs.tar.xz: %s, want %s", sums["rootfs.tar.xz"], want)
+	}
+
+	r.srv.Remove(dir + "SHA256SUMS.asc")
+	if sums, signed, err = r.client().BuildSums(ctx, entry); err != nil || signed || sums["rootfs.tar.xz"] == "" {
+		t.Errorf("without SHA256SUMS.asc: %v, %v, %v; want unsigned sums", sums, signed, err)
+	}
+
+	data, _ := r.srv.Get(dir + "SHA256SUMS")
+	r.srv.Set(dir+"SHA256SUMS.asc", fetchtest.Sign(stranger, data))
+	_, _, err = r.client().BuildSums(ctx, entry)
+	wantErr(t, err, "Invalid signature for SHA256SUMS")
+
+	r.srv.Remove(dir + "SHA256SUMS")
+	_, _, err = r.client().BuildSums(ctx, entry)
+	var se *fetch.StatusError
+	if !errors.As(err, &se) || se.StatusCode != 404 {
+		t.Errorf("a build without SHA256SUMS: %v, want a 404 *StatusError", err)
+	}
 }

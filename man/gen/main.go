@@ -121,7 +121,8 @@ func manPage(m cmd.Manual) ([]byte, error) {
 		fmt.Fprintf(&b, ".SS %s\n%s\n", quoted(strings.Join(c.Path[1:], " ")), text(sentence(c.Usage)))
 		fmt.Fprintf(&b, ".PP\n.B Usage:\n%s\n", text(c.UsageLine))
 		if c.Description != "" {
-			fmt.Fprintf(&b, ".PP\n%s\n", text(c.Description))
+			// A blank line of the help separates paragraphs.
+			fmt.Fprintf(&b, ".PP\n%s\n", strings.ReplaceAll(text(c.Description), "\n\n", "\n.PP\n"))
 		}
 		if len(c.Subcommands) > 0 {
 			fmt.Fprintf(&b, ".PP\nCommands: %s.\n", text(strings.Join(c.Subcommands, ", ")))

@@ -181,8 +181,13 @@ the built-in key and the compat level, as the
 .B version
 command does.
 `,
-	"dist":    "As the index names it.\n",
-	"release": "",
+	"dist": "As the index names it.\n",
+	"release": `A release the index does not have is looked up among the aliases of the
+server's simplestreams
+.RB ( "\-r 12"
+for bookworm), and the release chosen is printed; it must be one the
+signed index has.
+`,
 	"arch": `In the image server's naming (amd64, arm64, armhf, armel, i386, ppc64el,
 s390x, riscv64, ...). When
 .B \-d
@@ -195,7 +200,20 @@ When any of the three is still missing and standard input is a terminal,
 the list is printed and they are asked for; otherwise that is an error.
 `,
 	"variant": "",
-	"server":  "It is always spoken to over HTTPS.\n",
+	"build": `The build id, as
+.B lxc-download list \-\-all\-builds
+shows them; the server must publish simplestreams, which name the builds
+it retains. The build's own directory is verified as any image is, by its
+signed SHA256SUMS (or its files' signatures), and the rootfs must also be
+the file the simplestreams describe (same sha256, no larger). Unsigned
+simplestreams are not trusted to say where a build is: it must be in the
+directory beside the one the signed index names. A pinned build is a
+deliberate downgrade, allowed by the freshness rules, and lowers nothing
+remembered. It is not kept in the cache: the cached copy of the image is
+used only when it holds exactly this build. Without this option the build
+is the one the index names, as the shell template chose it.
+`,
+	"server": "It is always spoken to over HTTPS.\n",
 	"keyid": `It must have signed the index too. Give the full fingerprint; a short id
 that matches more than one key is refused.
 `,
@@ -296,6 +314,8 @@ on standard error; nothing already cached is lost.
 lxc-create -t download -n c1 -- -d debian -r bookworm -a amd64
 lxc-download --list -d alpine
 lxc-download list --format json
+lxc-download list debian/12 --all-builds
+lxc-create -t download -n c2 -- -d debian -r 12 --build 20261120_05:24
 lxc-download --rootfs /srv/chroot/bookworm -d debian -r bookworm
 lxc-create -t local -n c2 -- -m meta.tar.xz -f rootfs.tar.zst
 lxc-download cache list
