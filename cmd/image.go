@@ -288,7 +288,11 @@ func (r *run) refresh(ctx context.Context, st *store, old *cache.Entry) (*image,
 		}
 		r.warnOnce("cache-unverified", "Not using the cached copy in %s: %v; downloading it again", old.Dir, err)
 	}
-	return r.download(ctx, st, c, entry, nil)
+	img, err := r.download(ctx, st, c, entry, nil)
+	if err == nil || !isNotFound(err) {
+		return img, err
+	}
+	return r.fallBack(ctx, st, c, entry, old, err)
 }
 
 // seen is what the store remembers of the image from this server; the

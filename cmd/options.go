@@ -84,6 +84,7 @@ type Options struct {
 	MaxRootfsSize  int64         // bytes of rootfs.tar.xz at most
 	DiskReserve    int64         // free bytes a download leaves; negative: none
 	MemoryBudget   int64         // bytes of decoded xz data in flight at most
+	ExactBuild     bool          // never fall back to an older build when the index's is gone
 
 	// Set by lxc-create.
 	Name, Path, Rootfs   string
@@ -168,6 +169,8 @@ var templateOptions = []templateOption{
 		Usage: "Largest rootfs.tar.xz to download (default: 8G)"}},
 	{arg: "size", flag: &cli.StringFlag{Name: "max-meta-size", Category: sectionOptional,
 		Usage: "Largest meta.tar.xz to download (default: 64M)"}},
+	{flag: &cli.BoolFlag{Name: "exact-build", Category: sectionOptional,
+		Usage: "Fail rather than use an older build when the\nserver has lost the files of the index's build"}},
 	{arg: "size", flag: &cli.StringFlag{Name: "memory-budget", Category: sectionOptional,
 		Usage: "Memory for decoding the rootfs (default: a quarter\nof the memory available, at most 256M)"}},
 	{arg: "size", flag: &cli.StringFlag{Name: "keep-free", Category: sectionOptional,
@@ -316,6 +319,7 @@ func optionsFrom(c flagValues, s IO) (Options, error) {
 		return o, usageErrorf("--flush-cache and --force-cache exclude each other")
 	}
 	o.AllowDowngrade = c.Bool("allow-downgrade")
+	o.ExactBuild = c.Bool("exact-build")
 	if o.MaxIndexAge, err = parseDuration("max-index-age", c.String("max-index-age"), true); err != nil {
 		return o, err
 	}

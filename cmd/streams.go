@@ -162,7 +162,7 @@ func (r *run) refreshPinned(ctx context.Context, st *store, old *cache.Entry) (*
 			return nil, err
 		}
 	}
-	entry, want, err := r.pinnedBuild(ctx, c, newest)
+	entry, want, err := r.pinnedBuild(ctx, c, newest, o.Build)
 	if err != nil {
 		return nil, err
 	}
@@ -181,6 +181,81 @@ func (r *run) refreshPinned(ctx context.Context, st *store, old *cache.Entry) (*
 		return nil, fmt.Errorf("the simplestreams give %s of build %s a size of %d bytes, and the server sends more: %w", compat.RootfsFile, o.Build, want.item.Size, err)
 	}
 	return img, err
+}
+
+// imageRemovedError is an image the index names whose files the server
+// does not have (404 or 410, from its mirrors and itself).
+type imageRemovedError struct {
+	Build, Image string
+	Err          error
+}
+
+func (e *imageRemovedError) Error() string {
+	return fmt.Sprintf("the index names build %s of %s, but its files are gone from the server: %v", e.Build, e.Image, e.Err)
+}
+
+func (e *imageRemovedError) Unwrap() error { return e.Err }
+
+// fallBack answers an index whose build's files are missing on the server
+// (on its mirrors and on itself: the download asks the primary after a
+// mirror's 404) with the newest older build the server still retains, by
+// its simplestreams, that verifies, and no older than the build this host
+// has cached (old), which it then uses as it is. It says so, naming both
+// builds; --exact-build refuses it, and a pinned build never gets here.
+func (r *run) fallBack(ctx context.Context, st *store, c *fetch.Client, entry compat.Entry, old *cache.Entry, missing error) (*image, error) {
+	o := r.o
+	name := entry.Dist + "/" + entry.Release + "/" + entry.Arch + "/" + entry.Variant
+	removed := &imageRemovedError{Build: entry.Build, Image: name, Err: missing}
+	if o.ExactBuild {
+		return nil, removed
+	}
+	// The cached copy, when it is an older build, is the floor: nothing
+	// older than it is taken, and it serves when the server has nothing
+	// newer that verifies.
+	cached := old != nil && compat.ValidBuildID(old.BuildID) && old.BuildID < entry.Build
+	if sr, err := r.fetchStreams(ctx, c); err == nil {
+		p, _ := sr.Streams.Product(compat.Query{Dist: entry.Dist, Release: entry.Release, Arch: entry.Arch, Variant: entry.Variant})
+		for _, b := range productBuilds(p) {
+			if !b.HasRootfs() || !compat.ValidBuildID(b.ID) || b.ID >= entry.Build {
+				continue
+			}
+			if cached && b.ID <= old.BuildID {
+				break
+			}
+			e, want, err := r.pinnedBuild(ctx, c, entry, b.ID)
+			if err != nil {
+				return nil, fmt.Errorf("%w; and its older build %s: %v", removed, b.ID, err)
+			}
+			r.warnOnce("fallback", "The index names build %s of %s, but the server no longer has its files; using build %s, the newest older build it retains (--exact-build refuses this)", entry.Build, name, b.ID)
+			dc, _, err := r.cappedClient(ctx, c, want.item.Size)
+			if err != nil {
+				return nil, err
+			}
+			img, err := r.download(ctx, st, dc, e, want)
+			if isNotFound(err) {
+				continue
+			}
+			return img, err
+		}
+	}
+	if !cached {
+		return nil, removed
+	}
+	r.warnOnce("fallback", "The index names build %s of %s, but the server no longer has its files; using build %s from the local cache (--exact-build refuses this)", entry.Build, name, old.BuildID)
+	img, err := r.open(ctx, old)
+	if err != nil {
+		return nil, fmt.Errorf("%w; and the cached build %s: %v", removed, old.BuildID, err)
+	}
+	r.say("Using image from local cache")
+	return img, nil
+}
+
+// productBuilds are p's builds, newest first; none for no product.
+func productBuilds(p *compat.Product) []compat.Build {
+	if p == nil {
+		return nil
+	}
+	return p.Builds
 }
 
 // retained are the builds with an LXC rootfs that the streams list for
@@ -211,7 +286,7 @@ func (r *run) retained() []string {
 // image at another image's signed build directory. The build's signed
 // SHA256SUMS, when the server publishes one, must agree with the streams
 // before anything large is downloaded.
-func (r *run) pinnedBuild(ctx context.Context, c *fetch.Client, newest compat.Entry) (compat.Entry, *pinnedRootfs, error) {
+func (r *run) pinnedBuild(ctx context.Context, c *fetch.Client, newest compat.Entry, build string) (compat.Entry, *pinnedRootfs, error) {
 	o := r.o
 	name := newest.Dist + "/" + newest.Release + "/" + newest.Arch + "/" + newest.Variant
 	sr, err := r.fetchStreams(ctx, c)
@@ -223,19 +298,19 @@ func (r *run) pinnedBuild(ctx context.Context, c *fetch.Client, newest compat.En
 	}
 	p, ok := sr.Streams.Product(compat.Query{Dist: newest.Dist, Release: newest.Release, Arch: newest.Arch, Variant: newest.Variant})
 	if !ok {
-		return compat.Entry{}, nil, &buildGoneError{Build: o.Build, Image: name}
+		return compat.Entry{}, nil, &buildGoneError{Build: build, Image: name}
 	}
-	b, ok := p.Build(o.Build)
+	b, ok := p.Build(build)
 	if !ok || !b.HasRootfs() {
-		return compat.Entry{}, nil, &buildGoneError{Build: o.Build, Image: name, Retained: r.retained()}
+		return compat.Entry{}, nil, &buildGoneError{Build: build, Image: name, Retained: r.retained()}
 	}
 	if !sr.Signed {
-		if want := siblingDir(newest.Path, o.Build); b.Dir != want {
-			return compat.Entry{}, nil, fmt.Errorf("the simplestreams, which are not signed, put build %s of %s in %s, not in %s beside the build the signed index names: refusing it", o.Build, name, b.Dir, want)
+		if want := siblingDir(newest.Path, build); b.Dir != want {
+			return compat.Entry{}, nil, fmt.Errorf("the simplestreams, which are not signed, put build %s of %s in %s, not in %s beside the build the signed index names: refusing it", build, name, b.Dir, want)
 		}
 	}
 	entry := p.Entry(b)
-	want := &pinnedRootfs{build: o.Build, image: name, item: *b.Rootfs}
+	want := &pinnedRootfs{build: build, image: name, item: *b.Rootfs}
 	sums, signed, err := c.BuildSums(ctx, entry)
 	switch {
 	case isNotFound(err):

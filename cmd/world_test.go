@@ -139,3 +139,68 @@ func TestCacheExportImport(t *testing.T) {
 		t.Errorf("%d requests to the server by a run from the imported image", n)
 	}
 }
+
+// TestFallbackToOlderBuild: the index names a build whose files the server
+// does not have (404); the run takes the newest older build the server
+// retains, saying so, never one older than what the host has cached, and
+// not at all with --exact-build.
+func TestFallbackToOlderBuild(t *testing.T) {
+	older := fetchtest.NewImage("debian", "bookworm", "amd64", "default", "20261110_05:24")
+	middle := fetchtest.NewImage("debian", "bookworm", "amd64", "default", "20261115_05:24")
+	newest := fetchtest.DefaultImage() // 20261120_05:24
+	lose := func(e *env, img fetchtest.Image) {
+		for _, f := range []string{"rootfs.tar.xz", "meta.tar.xz", "rootfs.tar.xz.asc", "meta.tar.xz.asc", "SHA256SUMS", "SHA256SUMS.asc"} {
+			e.srv.Remove(fetchtest.ImageDir(img) + f)
+		}
+	}
+	t.Run("older retained", func(t *testing.T) {
+		e := newEnv(t, newest)
+		if err := e.srv.AddRetainedBuild(older); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.srv.AddRetainedBuild(middle); err != nil {
+			t.Fatal(err)
+		}
+		lose(e, newest)
+		r := e.run(e.image()...)
+		mustSucceed(t, e, r)
+		if w := stderrLines(r, "WARNING: The index names build "+newest.Build, "using build "+middle.Build); len(w) != 1 {
+			t.Errorf("want one warning naming both builds:\n%s", r)
+		}
+		if b, _ := os.ReadFile(filepath.Join(e.cacheDir(), "build_id")); string(b) != middle.Build+"\n" {
+			t.Errorf("cached build %q, want %s", b, middle.Build)
+		}
+		e.newContainer("c2")
+		e.mustFail(e.run(e.image("--flush-cache", "--exact-build")...), "the index names build "+newest.Build+" of debian/bookworm/amd64/default, but its files are gone from the server")
+	})
+	t.Run("not older than the cache", func(t *testing.T) {
+		e := newEnv(t, middle)
+		mustSucceed(t, e, e.run(e.image()...))
+		// Later: the index names a newer build that is missing, and the
+		// server retains only a build older than the cached one.
+		if err := e.srv.AddImage(newest); err != nil {
+			t.Fatal(err)
+		}
+		e.srv.SetIndex(fetchtest.Index(newest))
+		if err := e.srv.AddRetainedBuild(older); err != nil {
+			t.Fatal(err)
+		}
+		lose(e, newest)
+		expire(t, e.cacheDir())
+		e.newContainer("c2")
+		before := len(e.srv.RequestsFor(rootfsPath(older)))
+		r := e.run(e.image()...)
+		mustSucceed(t, e, r)
+		if !strings.Contains(r.stderr, "using build "+middle.Build+" from the local cache") {
+			t.Errorf("want the cached build used, with a warning:\n%s", r)
+		}
+		if n := len(e.srv.RequestsFor(rootfsPath(older))) - before; n != 0 {
+			t.Errorf("the build older than the cached one was downloaded")
+		}
+	})
+	t.Run("nothing older", func(t *testing.T) {
+		e := newEnv(t, newest)
+		lose(e, newest)
+		e.mustFail(e.run(e.image()...), "its files are gone from the server")
+	})
+}

@@ -34,6 +34,7 @@ complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -l max-index-
 complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -l wait -r -d 'How long to wait for another run on the same image (default: 10m)'
 complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -l max-rootfs-size -r -d 'Largest rootfs.tar.xz to download (default: 8G)'
 complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -l max-meta-size -r -d 'Largest meta.tar.xz to download (default: 64M)'
+complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -l exact-build -d 'Fail rather than use an older build when the server has lost the files of the index\'s build'
 complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -l memory-budget -r -d 'Memory for decoding the rootfs (default: a quarter of the memory available, at most 256M)'
 complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -l keep-free -r -d 'Free space a download leaves (default: the lesser of 256M and 5% of the filesystem; off: none)'
 complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -l name -r -d 'The container name'

@@ -253,6 +253,12 @@ announced size is refused before reading, a longer body is cut off (a mirror
 is then replaced by the main server).
 `,
 	"max-meta-size": "As \\-\\-max\\-rootfs\\-size, for the meta tarball.\n",
+	"exact-build": `The index sometimes names a build whose files the server (or every mirror)
+does not have yet, or no longer. A run then uses the newest older build the
+server still retains (from its simplestreams) that verifies, and no older
+than the build this host has cached, with a warning naming both; this
+refuses that, and the run fails.
+`,
 	"memory-budget": `All xz blocks decoded at once, and the windows of those too large to
 decode whole, share it; a file that cannot be decoded within it is refused
 before anything is decoded, as xz refuses a file over its memory limit.
