@@ -181,6 +181,7 @@ func (r *run) fetchOptions() (fetch.Options, error) {
 		Warn:          r.s.Stderr,
 		CACert:        r.o.CACert,
 		Nameservers:   r.o.Nameservers,
+		IPVersion:     r.o.IPVersion,
 		MaxMetaSize:   r.o.MaxMetaSize,
 		MaxRootfsSize: r.o.MaxRootfsSize,
 		DiskReserve:   r.o.DiskReserve,
