@@ -69,6 +69,7 @@ type Options struct {
 
 	CACert      string   // --ca-cert FILE: trust these CAs for HTTPS
 	Nameservers []string // --nameserver, else $DOWNLOAD_NAMESERVER
+	IPVersion   int      // 4 with -4, 6 with -6; 0: both, raced
 
 	FlushCache bool
 	ForceCache bool
@@ -151,6 +152,10 @@ var templateOptions = []templateOption{
 		Usage: "Certificate authorities (PEM) to trust for HTTPS\ninstead of the system's"}},
 	{arg: "ip[:port],...", flag: &cli.StringFlag{Name: "nameserver", Category: sectionOptional,
 		Usage: "DNS servers to use (default: the system's,\nelse Android's net.dns1/net.dns2).\nEnvironment: DOWNLOAD_NAMESERVER"}},
+	{flag: &cli.BoolFlag{Name: "4", Category: sectionOptional,
+		Usage: "Connect over IPv4 only"}},
+	{flag: &cli.BoolFlag{Name: "6", Category: sectionOptional,
+		Usage: "Connect over IPv6 only"}},
 	{flag: &cli.BoolFlag{Name: "flush-cache", Category: sectionOptional,
 		Usage: "Flush the local copy (if present)"}},
 	{flag: &cli.BoolFlag{Name: "force-cache", Category: sectionOptional,
@@ -289,6 +294,14 @@ func optionsFrom(c flagValues, s IO) (Options, error) {
 			return o, usageErrorf("--nameserver: %v", err)
 		}
 		o.Nameservers = append(o.Nameservers, n)
+	}
+	switch {
+	case c.Bool("4") && c.Bool("6"):
+		return o, usageErrorf("-4 and -6 exclude each other")
+	case c.Bool("4"):
+		o.IPVersion = 4
+	case c.Bool("6"):
+		o.IPVersion = 6
 	}
 	var err error
 	if o.MappedUID, err = mappedID("mapped-uid", c.String("mapped-uid")); err != nil {

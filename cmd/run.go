@@ -210,6 +210,7 @@ func (r *run) fetchOptions() (fetch.Options, error) {
 		Warn:          r.fetchWarn,
 		CACert:        r.o.CACert,
 		Nameservers:   r.o.Nameservers,
+		IPVersion:     r.o.IPVersion,
 		MaxMetaSize:   r.o.MaxMetaSize,
 		MaxRootfsSize: r.o.MaxRootfsSize,
 		DiskReserve:   r.o.DiskReserve,

@@ -14,14 +14,15 @@ import (
 
 // BenchmarkFetchImage measures a verified download from the loopback test
 // server: HTTPS, the writes to disk, SHA256 and the signature check, all
-// in one pass.
+// in one pass; and the same from a file:// mirror tree on disk.
 func BenchmarkFetchImage(b *testing.B) {
-	for _, validate := range []bool{true, false} {
-		name := "validate"
-		if !validate {
-			name = "no-validate"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, tc := range []struct {
+		name     string
+		validate bool
+		tree     bool // from a file:// mirror tree, not the web server
+	}{{"validate", true, false}, {"no-validate", false, false}, {"file-tree", true, true}} {
+		validate := tc.validate
+		b.Run(tc.name, func(b *testing.B) {
 			img := fetchtest.DefaultImage()
 			srv, err := fetchtest.NewServer(img)
 			if err != nil {
@@ -40,7 +41,15 @@ func BenchmarkFetchImage(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			c, err := fetch.New(fetch.Options{Server: srv.Host, Validate: validate, Keyring: kr, RootCAs: pool})
+			server := srv.Host
+			if tc.tree {
+				tree := b.TempDir()
+				if err := srv.WriteTree(tree); err != nil {
+					b.Fatal(err)
+				}
+				server = "file://" + tree
+			}
+			c, err := fetch.New(fetch.Options{Server: server, Validate: validate, Keyring: kr, RootCAs: pool})
 			if err != nil {
 				b.Fatal(err)
 			}

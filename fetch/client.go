@@ -76,15 +76,30 @@ type Options struct {
 	RootCAs *x509.CertPool
 	// DialContext, when not nil, makes the TCP connections (to the
 	// server, a mirror or a proxy) instead of net.Dialer; it is bounded
-	// by ConnectTimeout all the same.
+	// by ConnectTimeout all the same. With the system's DNS settings it
+	// gets host names as they are (network "tcp", or "tcp4" or "tcp6"
+	// with IPVersion), to resolve and race as it likes. Where names are
+	// resolved here (Nameservers, Android's servers), it gets IP
+	// addresses, with network "tcp4" or "tcp6" to match, and may be
+	// called for several at once (see IPVersion).
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Nameservers are the DNS servers that resolve host names, tried in
 	// order, each an IP address with an optional port (53 by default;
-	// "[IPv6]:PORT"). Empty means the system's: /etc/resolv.conf, else
-	// (Android) the net.dns1 and net.dns2 properties of getprop, else
-	// localhost. Where these servers (or Android's) are asked, names are
-	// resolved before DialContext is called, which then gets IP addresses.
+	// "[IPv6]:PORT"). Empty means the system's: /etc/resolv.conf (and
+	// /etc/hosts) through Go's resolver, else (Android) the net.dns1 and
+	// net.dns2 properties of getprop, else localhost. Names are always
+	// resolved before connecting (but see DialContext), so that the
+	// addresses can be raced and each failure named.
 	Nameservers []string
+	// IPVersion keeps connections to one IP version: 4 (-4) or 6 (-6);
+	// only that version's addresses are asked of DNS and dialed, and a
+	// server or proxy given as an address of the other is refused. Zero
+	// uses both: the addresses of a name are tried as RFC 8305 ("happy
+	// eyeballs") says, the first family the resolver prefers first and
+	// the other 250 ms later (or as soon as the first fails), side by
+	// side, the first connection made winning; when none connects, the
+	// error names every address and what failed there.
+	IPVersion int
 	// ConnectTimeout bounds connecting and the TLS handshake
 	// (DefaultConnectTimeout when zero).
 	ConnectTimeout time.Duration
@@ -154,6 +169,9 @@ func New(o Options) (*Client, error) {
 	if o.Validate && len(o.Keyring) == 0 {
 		return nil, errors.New("validation needs at least one key in the keyring")
 	}
+	if err := checkIPVersion(o.IPVersion); err != nil {
+		return nil, err
+	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = DefaultConnectTimeout
 	}
@@ -184,14 +202,20 @@ func New(o Options) (*Client, error) {
 		userAgent: fmt.Sprintf("lxc/%s compat:%d", o.Version, compat.Level),
 		warned:    map[string]bool{},
 	}
-	tr, err := newTransport(&c.o)
-	if err != nil {
-		return nil, err
+	var tr http.RoundTripper
+	if server.Local() {
+		tr = &fileTransport{dir: server.Dir()}
+	} else {
+		ht, err := newTransport(&c.o)
+		if err != nil {
+			return nil, err
+		}
+		tr = ht
 	}
 	c.hc = &http.Client{Transport: tr, CheckRedirect: c.checkMirrorRedirect}
 	c.hcPrimary = &http.Client{Transport: tr, CheckRedirect: func(req *http.Request, via []*http.Request) error {
 		if !c.server.is(req.URL) {
-			return fmt.Errorf("redirected to %s://%s: this file is only taken from the primary server", req.URL.Scheme, req.URL.Host)
+			return withClass(fmt.Errorf("redirected to %s://%s: this file is only taken from the primary server", req.URL.Scheme, req.URL.Host), ClassServer, KindNone)
 		}
 		if len(via) >= 10 {
 			return errors.New("stopped after 10 redirects")
@@ -218,7 +242,7 @@ func (c *Client) checkMirrorRedirect(req *http.Request, via []*http.Request) err
 		return errors.New("stopped after 10 redirects")
 	}
 	if !c.o.Validate && req.URL.Scheme == "http" && !c.server.PlainHTTP() {
-		return fmt.Errorf("redirected to plain HTTP (%s://%s), which is not followed without validation", req.URL.Scheme, req.URL.Host)
+		return withClass(fmt.Errorf("redirected to plain HTTP (%s://%s), which is not followed without validation", req.URL.Scheme, req.URL.Host), ClassServer, KindNone)
 	}
 	return nil
 }
@@ -228,6 +252,9 @@ func (c *Client) checkMirrorRedirect(req *http.Request, via []*http.Request) err
 // timeouts), for other requests of the same run such as a keyserver's.
 // Only the connection fields of o are used.
 func NewHTTPClient(o Options) (*http.Client, error) {
+	if err := checkIPVersion(o.IPVersion); err != nil {
+		return nil, err
+	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = DefaultConnectTimeout
 	}
@@ -239,6 +266,14 @@ func NewHTTPClient(o Options) (*http.Client, error) {
 		return nil, err
 	}
 	return &http.Client{Transport: tr}, nil
+}
+
+// checkIPVersion refuses an Options.IPVersion other than 0, 4 and 6.
+func checkIPVersion(v int) error {
+	if v != 0 && v != 4 && v != 6 {
+		return fmt.Errorf("IP version %d: want 4, 6 or 0 for both", v)
+	}
+	return nil
 }
 
 // newTransport is the one place where connections are set up: proxies,
@@ -256,7 +291,7 @@ func newTransport(o *Options) (*http.Transport, error) {
 	if o.dns != nil {
 		dns = *o.dns
 	}
-	dial = resolvingDial(dns, o.Nameservers, dial)
+	dial = resolvingDial(dns, o.Nameservers, o.IPVersion, dial, o.DialContext != nil)
 	timeout := o.ConnectTimeout
 	return &http.Transport{
 		// Reads HTTP_PROXY/http_proxy, HTTPS_PROXY/https_proxy and

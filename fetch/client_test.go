@@ -369,14 +369,18 @@ func TestUnreachable(t *testing.T) {
 	})
 	t.Run("dns", func(t *testing.T) {
 		r := newRig(t)
-		_, err := r.client(func(o *fetch.Options) {
+		// A DNS server that refuses every query.
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead := pc.LocalAddr().String()
+		pc.Close()
+		_, err = r.client(func(o *fetch.Options) {
 			o.Server = "images.invalid"
-			o.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-				// What the resolver says for a name that does not exist.
-				return nil, &net.OpError{Op: "dial", Net: network, Err: &net.DNSError{Err: "no such host", Name: "images.invalid", IsNotFound: true}}
-			}
+			o.Nameservers = []string{dead}
 		}).Index(ctx, compat.System)
-		wantErr(t, err, "no such host")
+		wantErr(t, err, "lookup images.invalid via "+dead)
 		if !fetch.IsUnreachable(err) {
 			t.Errorf("%v not unreachable", err)
 		}

@@ -39,10 +39,13 @@ type dnsHost struct {
 	getpropTimeout time.Duration
 	// localhost are the servers Go's resolver falls back to.
 	localhost []string
+	// resolver is Go's resolver as it reads resolvConf (nil: the
+	// default one); tests send its queries to a server of their own.
+	resolver *net.Resolver
 }
 
-// minLookupBudget is the least time given to one DNS server (or one
-// address) before the next one is tried, as Go's dialer gives each address.
+// minLookupBudget is the least time given to one DNS server before the
+// next one is tried, as Go's dialer gave each address.
 const minLookupBudget = 2 * time.Second
 
 // ParseNameserver checks a DNS server given as an IP address with an
@@ -156,12 +159,17 @@ func (h dnsHost) androidServers() ([]nameserver, string) {
 // dialFunc is the type of Options.DialContext.
 type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// resolvingDial wraps dial so that host names are resolved by the DNS
-// servers of nameservers (h says where the host's own are), or on a host without resolv.conf by Android's,
-// and then dial is called with each address in turn; otherwise names are
-// left to dial (Go's resolver). Errors of name resolution say which
-// servers failed.
-func resolvingDial(h dnsHost, nameservers []string, dial dialFunc) dialFunc {
+// resolvingDial wraps dial so that host names are resolved here, by the
+// DNS servers of nameservers, else (on a host without resolv.conf) by
+// Android's, else by Go's resolver (h says where the host's settings
+// are), and the addresses a name has are raced as RFC 8305 says
+// (dialRace): dial gets IP addresses. Only a dial of the caller's
+// (custom), with the system's DNS settings, gets host names as they are,
+// to resolve them as it likes (its own redirections, a test's). ipVersion
+// (Options.IPVersion) keeps to one IP version: only its addresses are
+// asked for and dialed. Errors of name resolution say which servers
+// failed; errors of connecting, which addresses did and how.
+func resolvingDial(h dnsHost, nameservers []string, ipVersion int, dial dialFunc, custom bool) dialFunc {
 	var given []nameserver
 	for _, s := range nameservers {
 		addr, err := ParseNameserver(s)
@@ -180,20 +188,46 @@ func resolvingDial(h dnsHost, nameservers []string, dial dialFunc) dialFunc {
 		if err != nil {
 			return dial(ctx, network, addr)
 		}
-		if _, err := netip.ParseAddr(host); err == nil {
-			return dial(ctx, network, addr)
+		network = familyNetwork(network, ipVersion)
+		if ip, err := netip.ParseAddr(host); err == nil {
+			if !fitsNetwork(ip, network) {
+				return nil, &localError{fmt.Errorf("connect %s port %s: not an address of %s", host, port, familyName(network))}
+			}
+			return dialRace(ctx, dial, []netip.Addr{ip.Unmap()}, port)
 		}
 		s := source()
-		if len(s.servers) == 0 {
+		var ips []net.IP
+		switch {
+		case len(s.servers) == 0 && custom:
 			c, err := dial(ctx, network, addr)
 			return c, s.explain(err)
+		case len(s.servers) == 0:
+			ips, err = s.lookupSystem(ctx, h.resolver, network, host)
+		default:
+			ips, err = s.lookup(ctx, network, host)
 		}
-		ips, err := s.lookup(ctx, network, host)
 		if err != nil {
 			return nil, err
 		}
-		return dialEach(ctx, dial, network, ips, port)
+		return dialRace(ctx, dial, toAddrs(ips), port)
 	}
+}
+
+// lookupSystem resolves host with Go's resolver (r, else the default one),
+// which reads resolv.conf and /etc/hosts as the C library would.
+func (s *dnsSource) lookupSystem(ctx context.Context, r *net.Resolver, network, host string) ([]net.IP, error) {
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	ips, err := r.LookupIP(ctx, lookupNetwork(network), host)
+	ips = onlyFamily(ips, network)
+	if err == nil && len(ips) == 0 {
+		err = &net.DNSError{Err: "no address of " + familyName(network), Name: host, IsNotFound: true}
+	}
+	if err != nil {
+		return nil, s.explain(err)
+	}
+	return ips, nil
 }
 
 // explain names resolv.conf in a resolution error of Go's resolver.
@@ -211,7 +245,7 @@ func (s *dnsSource) explain(err error) error {
 
 // lookup resolves host, asking each server in turn until one answers. A
 // server saying the name does not exist is believed.
-func (s *dnsSource) lookup(ctx context.Context, network, host string) ([]net.IPAddr, error) {
+func (s *dnsSource) lookup(ctx context.Context, network, host string) ([]net.IP, error) {
 	var via []string
 	var last *net.DNSError
 	for i, ns := range s.servers {
@@ -222,11 +256,11 @@ func (s *dnsSource) lookup(ctx context.Context, network, host string) ([]net.IPA
 			return d.DialContext(ctx, network, ns.addr)
 		}}
 		lctx, cancel := budget(ctx, len(s.servers)-i)
-		ips, err := r.LookupIPAddr(lctx, host)
+		ips, err := r.LookupIP(lctx, lookupNetwork(network), host)
 		cancel()
 		ips = onlyFamily(ips, network)
 		if err == nil && len(ips) == 0 {
-			err = &net.DNSError{Err: "no address for " + network, Name: host, IsNotFound: true}
+			err = &net.DNSError{Err: "no address of " + familyName(network), Name: host, IsNotFound: true}
 		}
 		if err == nil {
 			return ips, nil
@@ -255,39 +289,18 @@ func (s *dnsSource) lookup(ctx context.Context, network, host string) ([]net.IPA
 }
 
 // onlyFamily keeps the addresses network ("tcp4", "tcp6", or any) can use.
-func onlyFamily(ips []net.IPAddr, network string) []net.IPAddr {
+func onlyFamily(ips []net.IP, network string) []net.IP {
 	want4, want6 := strings.HasSuffix(network, "4"), strings.HasSuffix(network, "6")
 	if !want4 && !want6 {
 		return ips
 	}
-	var out []net.IPAddr
+	var out []net.IP
 	for _, ip := range ips {
-		if (ip.IP.To4() != nil) == want4 {
+		if (ip.To4() != nil) == want4 {
 			out = append(out, ip)
 		}
 	}
 	return out
-}
-
-// dialEach dials the addresses in turn, giving each a share of the time
-// left, and returns the first connection made or the first error.
-func dialEach(ctx context.Context, dial dialFunc, network string, ips []net.IPAddr, port string) (net.Conn, error) {
-	var first error
-	for i, ip := range ips {
-		dctx, cancel := budget(ctx, len(ips)-i)
-		c, err := dial(dctx, network, net.JoinHostPort(ip.String(), port))
-		cancel()
-		if err == nil {
-			return c, nil
-		}
-		if first == nil {
-			first = err
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, first
 }
 
 // budget is ctx with a deadline that leaves time for left-1 more tries

@@ -558,9 +558,9 @@ func TestNoResolvConf(t *testing.T) {
 	}
 }
 
-// TestResolvConfPresent: with resolv.conf, Go's resolver is left alone:
-// getprop is not run, names reach DialContext, and resolution errors name
-// the file.
+// TestResolvConfPresent: with resolv.conf and a DialContext of the
+// caller's, names reach DialContext, getprop is not run, and resolution
+// errors name the file.
 func TestResolvConfPresent(t *testing.T) {
 	conf := filepath.Join(t.TempDir(), "resolv.conf")
 	if err := os.WriteFile(conf, []byte("nameserver 192.0.2.53\n"), 0o644); err != nil {
@@ -590,6 +590,37 @@ func TestResolvConfPresent(t *testing.T) {
 	if got := getpropAsked(t, log); got != "" {
 		t.Errorf("getprop ran (%s) though resolv.conf exists", got)
 	}
+}
+
+// TestSystemResolver: with resolv.conf and no DialContext, names are
+// resolved by Go's resolver before connecting, and its errors name the
+// file.
+func TestSystemResolver(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(conf, []byte("nameserver 192.0.2.53\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := newDNSRig(t)
+	dns := newDNSServer(t, r.hosts())
+	r.setHostDNS(dnsHost{resolvConf: conf, resolver: goResolverVia(dns.addr)})
+	r.fetched(r.client(nil).Index(context.Background(), compat.System))
+	if !dns.sawQuery("udp A " + testHost + ".") {
+		t.Errorf("queries: %q", dns.asked())
+	}
+	_, err := r.client(func(o *Options) { o.Server = "http://unknown.lxc-download.test" }).Index(context.Background(), compat.System)
+	wantErrText(t, err, "lookup unknown.lxc-download.test via ", " from "+conf+": no such host")
+	if KindOf(err) != KindDNS || Classify(err) != ClassUnreachable {
+		t.Errorf("%v: class %v, kind %v", err, Classify(err), KindOf(err))
+	}
+}
+
+// goResolverVia is Go's resolver, configured as this host's resolv.conf
+// says, but sending its queries to the DNS server at addr.
+func goResolverVia(addr string) *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
 }
 
 // TestNameserversDialContext: DialContext gets the addresses the servers
@@ -623,60 +654,15 @@ func TestNameserversDialContext(t *testing.T) {
 	}
 }
 
-// TestDialEach: each address gets a turn and a share of the time; the
-// first error is the one reported.
-func TestDialEach(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ips := []net.IPAddr{{IP: net.ParseIP("192.0.2.1")}, {IP: net.ParseIP("2001:db8::1")}, {IP: net.ParseIP("127.0.0.1")}}
-	var got []string
-	var deadlines []time.Duration
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		got = append(got, addr)
-		d, _ := ctx.Deadline()
-		deadlines = append(deadlines, time.Until(d))
-		if !strings.HasPrefix(addr, "127.") {
-			return nil, fmt.Errorf("dial %s: unreachable", addr)
-		}
-		var dd net.Dialer
-		return dd.DialContext(ctx, network, addr)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := dialEach(ctx, dial, "tcp", ips, port)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
-	want := []string{"192.0.2.1:" + port, "[2001:db8::1]:" + port, "127.0.0.1:" + port}
-	if !slices.Equal(got, want) {
-		t.Errorf("dialed %q, want %q", got, want)
-	}
-	// A third of 30 s for the first, half of the rest for the second.
-	if deadlines[0] > 11*time.Second || deadlines[0] < 5*time.Second || deadlines[2] < deadlines[0] {
-		t.Errorf("time given to each address: %v", deadlines)
-	}
-
-	got = nil
-	_, err = dialEach(ctx, dial, "tcp", ips[:2], port)
-	if err == nil || !strings.Contains(err.Error(), "192.0.2.1") {
-		t.Errorf("error %v, want the first address's", err)
-	}
-}
-
 // TestOnlyFamily: tcp4 and tcp6 dial only their addresses.
 func TestOnlyFamily(t *testing.T) {
-	ips := []net.IPAddr{{IP: net.ParseIP("2001:db8::1")}, {IP: net.ParseIP("192.0.2.1")}}
+	ips := []net.IP{net.ParseIP("2001:db8::1"), net.ParseIP("192.0.2.1")}
 	for network, want := range map[string]int{"tcp": 2, "tcp4": 1, "tcp6": 1} {
 		got := onlyFamily(ips, network)
 		if len(got) != want {
 			t.Errorf("%s: %v", network, got)
 		}
-		if network == "tcp4" && got[0].IP.To4() == nil || network == "tcp6" && got[0].IP.To4() != nil {
+		if network == "tcp4" && got[0].To4() == nil || network == "tcp6" && got[0].To4() != nil {
 			t.Errorf("%s: %v", network, got)
 		}
 	}

@@ -41,6 +41,27 @@
 // HTTPS is never retried over plain HTTP: that is what an attacker on the
 // path would want.
 //
+// Connections are made as RFC 8305 ("happy eyeballs") says: the addresses
+// of a name, resolved here (Options.Nameservers, Android's servers, else
+// Go's resolver with resolv.conf and /etc/hosts), are tried the resolver's
+// preferred family first and the other a quarter of a second later, side
+// by side; Options.IPVersion keeps to one family (-4, -6). A failure to
+// connect names every address and what happened there.
+//
+// A server may also be a mirror tree on this host, file:///PATH (see
+// ParseServer): its files are read through os.Root, so that nothing
+// outside the tree is ever opened, only regular files are, and they are
+// served with the statuses, validators and ranges of a web server, so
+// that limits, verification, resuming and fallbacks work unchanged.
+//
+// Errors keep their texts and carry a class for the caller's exit status
+// and fallbacks (Classify, KindOf): server unreachable (and how: DNS,
+// connect, TLS, transfer, HTTP 5xx, a missing tree), not found (a
+// *RemovedError when the index named the image), verification failed,
+// local problem, unusable answer. Listings can be asked for on condition
+// (FetchIndexIf, FetchStreamsIf) with the validators of a kept copy, which
+// the caller checks again (VerifyIndex, VerifyStreams) before use.
+//
 // HTTPS is always verified: against Options.CACert, else the system's
 // roots (SSL_CERT_FILE and SSL_CERT_DIR included), else Android's, else a
 // built-in set; a certificate that does not verify is fatal. Proxies come

@@ -93,16 +93,21 @@ func (e *stoppedError) Unwrap() error { return e.err }
 
 // IsUnreachable reports whether err means the image server could not be
 // reached at all: name resolution, refused or dropped connections,
-// timeouts, TLS handshake failures other than certificates, and server
-// errors (5xx) that lasted through every retry. It is false for answers
-// that mean the server was reached and said no (404), for a certificate
-// that does not verify (someone may be in the way: that is for the user
-// to look at, not to be papered over with a cached copy), for
-// verification failures and for local errors, so a caller can fall back
-// to a stale cached copy only when the server is down.
+// timeouts, TLS handshake failures other than certificates, server errors
+// (5xx) that lasted through every retry, and a file:// tree that is not
+// there. It is false for answers that mean the server was reached and
+// said no (404), for a certificate that does not verify (someone may be in
+// the way: that is for the user to look at, not to be papered over with a
+// cached copy), for verification failures and for local errors, so a
+// caller can fall back to a stale cached copy only when the server is
+// down. Classify tells the classes apart for messages and exit statuses.
 func IsUnreachable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || isTLSTrustFailure(err) || isLimit(err) {
 		return false
+	}
+	if KindOf(err) == KindTree {
+		// A file:// tree that is not there (a stick not mounted).
+		return true
 	}
 	var le *localError
 	var stopped *stoppedError
@@ -125,6 +130,8 @@ func IsUnreachable(err error) bool {
 func isNetFailure(err error) bool {
 	var (
 		idleErr *IdleError
+		connErr *connectError
+		hsErr   *tlsError
 		netErr  net.Error
 		opErr   *net.OpError
 		dnsErr  *net.DNSError
@@ -136,7 +143,7 @@ func isNetFailure(err error) bool {
 		invErr  x509.CertificateInvalidError
 	)
 	switch {
-	case errors.As(err, &idleErr), errors.As(err, &opErr), errors.As(err, &dnsErr), errors.As(err, &netErr),
+	case errors.As(err, &idleErr), errors.As(err, &connErr), errors.As(err, &hsErr), errors.As(err, &opErr), errors.As(err, &dnsErr), errors.As(err, &netErr),
 		errors.As(err, &recErr), errors.As(err, &alert), errors.As(err, &certErr),
 		errors.As(err, &unkAuth), errors.As(err, &hostErr), errors.As(err, &invErr):
 		return true
@@ -166,7 +173,10 @@ func isTLSTrustFailure(err error) bool {
 // retryable reports whether another attempt may succeed.
 func retryable(err error) bool {
 	var le *localError
-	if errors.As(err, &le) || isLimit(err) {
+	var ce *classedError
+	if errors.As(err, &le) || errors.As(err, &ce) || isLimit(err) {
+		// A classedError is an answer that will not change (a refused
+		// redirect, an index that does not parse, a file:// tree).
 		return false
 	}
 	var se *StatusError

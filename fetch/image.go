@@ -105,7 +105,7 @@ func (c *Client) FetchImageTap(ctx context.Context, entry compat.Entry, dir stri
 	if c.o.Validate {
 		var err error
 		if trusts, evidence, err = c.imageTrust(ctx, entry, names); err != nil {
-			return nil, err
+			return nil, removed(entry, err)
 		}
 	}
 
@@ -156,7 +156,7 @@ func (c *Client) FetchImageTap(ctx context.Context, entry compat.Entry, dir stri
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return nil, firstErr
+		return nil, removed(entry, firstErr)
 	}
 	for i := range files {
 		final := filepath.Join(dir, files[i].Name)
@@ -167,6 +167,16 @@ func (c *Client) FetchImageTap(ctx context.Context, entry compat.Entry, dir stri
 		files[i].Path = final
 	}
 	return &Image{Meta: files[0], Rootfs: files[1], Verified: c.o.Validate, Evidence: evidence}, nil
+}
+
+// removed makes a failure to get a file of entry (an image the index
+// names) that is a 404 or 410 a *RemovedError.
+func removed(entry compat.Entry, err error) error {
+	var re *RemovedError
+	if Classify(err) != ClassNotFound || errors.As(err, &re) {
+		return err
+	}
+	return &RemovedError{Dist: entry.Dist, Release: entry.Release, Arch: entry.Arch, Variant: entry.Variant, Build: entry.Build, Err: err}
 }
 
 // pendingTap stands in for the rootfs's Tap until the meta tarball is
@@ -227,6 +237,15 @@ func (c *Client) imageTrust(ctx context.Context, entry compat.Entry, names []str
 		paths = append(paths, smallFile{entry.File(name + ".asc"), maxSignatureSize})
 	}
 	got := c.getSmallAll(ctx, paths)
+	gone := true
+	for _, r := range got {
+		gone = gone && isNotFound(r.err)
+	}
+	if gone {
+		// Not one file that vouches for the image: its directory is
+		// gone, which no signature problem should hide.
+		return nil, Evidence{}, got[0].err
+	}
 
 	trusts := map[string]trust{}
 	var ev Evidence
@@ -269,7 +288,8 @@ func (c *Client) imageTrust(ctx context.Context, entry compat.Entry, names []str
 				if missing == nil {
 					missing = err
 				}
-				return nil, Evidence{}, fmt.Errorf("no signature for %s: %w", name, missing)
+				// The file may be there, unsigned: not "removed".
+				return nil, Evidence{}, withClass(fmt.Errorf("no signature for %s: %w", name, missing), ClassVerification, KindNone)
 			}
 		case err != nil:
 			return nil, Evidence{}, err

@@ -20,6 +20,13 @@ type IndexResult struct {
 	// the server's prefix, e.g. "/meta/1.0/index-system.7".
 	Server Server
 	Path   string
+	// Data is the index as served, and Signature its detached signature
+	// (Path + ".asc"; nil without validation), for a caller that keeps a
+	// copy and checks it again later with VerifyIndex.
+	Data, Signature []byte
+	// Validators are the ETag and Last-Modified the server sent with the
+	// index and its signature, by path, for FetchIndexIf.
+	Validators Validators
 }
 
 // URL is the address the index was downloaded from.
@@ -42,27 +49,89 @@ func (c *Client) Index(ctx context.Context, mode compat.Mode) (*compat.Index, er
 // with a *StaleIndexError; one dated in the future (a clock that is
 // behind) is accepted, its time returned for the caller to keep.
 func (c *Client) FetchIndex(ctx context.Context, mode compat.Mode) (*IndexResult, error) {
+	r, _, err := c.FetchIndexIf(ctx, mode, nil)
+	return r, err
+}
+
+// FetchIndexIf is FetchIndex for a caller that holds a copy of the index
+// (an IndexResult it kept: its Path, Data, Signature and Validators).
+// Each file is asked for on condition that it changed since the copy
+// (If-None-Match with its ETag, If-Modified-Since with its Last-Modified,
+// from have). When the server answers 304 Not Modified for the index and
+// (with Validate) its signature, FetchIndexIf returns notModified and no
+// result, having downloaded no body: the caller uses its copy, which it
+// must check again with VerifyIndex (signature and age) as for any copy.
+// Otherwise it downloads whatever is needed and returns the index as
+// FetchIndex would, with its new validators. A nil have is FetchIndex.
+func (c *Client) FetchIndexIf(ctx context.Context, mode compat.Mode, have Validators) (r *IndexResult, notModified bool, err error) {
 	base := "/meta/1.0/index-" + string(mode)
 	path := fmt.Sprintf("%s.%d", base, compat.Level)
-	data, signedAt, err := c.signedFile(ctx, path)
+	files := c.indexFiles(path)
+	got, notModified, err := c.getListing(ctx, files, have)
 	if isNotFound(err) {
 		path = base
-		data, signedAt, err = c.signedFile(ctx, path)
+		files = c.indexFiles(path)
+		got, notModified, err = c.getListing(ctx, files, have)
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
+	if notModified {
+		return nil, true, nil
+	}
+	r = &IndexResult{Path: path, Data: got[0].data, Validators: validatorsFor(files, got)}
+	if len(got) > 1 {
+		r.Signature = got[1].data
+	}
+	r, err = c.VerifyIndex(r)
+	if err != nil {
+		return nil, false, err
+	}
+	return r, false, nil
+}
+
+// indexFiles are the files of the index at path: the index and, with
+// Validate, its signature (which must exist).
+func (c *Client) indexFiles(path string) []listingFile {
+	files := []listingFile{{path: path, limit: maxIndexSize}}
+	if c.o.Validate {
+		files = append(files, listingFile{path: path + ".asc", limit: maxSignatureSize})
+	}
+	return files
+}
+
+// VerifyIndex checks a copy of the index as FetchIndex checks what it
+// downloads, and parses it: copy's Path (below the server's prefix, which
+// names the signed file), Data and, with Validate, Signature are used, and
+// Validators kept. It is for a copy kept from an earlier FetchIndex or
+// FetchIndexIf of this server, before it is used again. A copy whose
+// signature is older than Options.MaxIndexAge gives a *StaleIndexError
+// together with the result, for a caller that shows an old listing with
+// a warning when the server cannot be reached; any other error comes
+// without a result.
+func (c *Client) VerifyIndex(copy *IndexResult) (*IndexResult, error) {
+	r := &IndexResult{Server: c.server, Path: copy.Path, Data: copy.Data, Signature: copy.Signature, Validators: copy.Validators}
+	if c.o.Validate {
+		signedAt, err := verifyDetached(c.o.Keyring, pathpkg.Base(r.Path), r.Data, r.Signature, c.o.now)
+		if err != nil {
+			return nil, err
+		}
+		r.SignedAt = signedAt
+	} else {
+		r.Signature = nil
+	}
+	ix, err := compat.ParseIndex(r.Data)
+	if err != nil {
+		return nil, withClass(fmt.Errorf("parse index %s: %w", c.urlFor(r.Path), err), ClassServer, KindNone)
+	}
+	r.Index = ix
 	if c.o.Validate && c.o.MaxIndexAge > 0 {
 		now := c.o.now()
-		if now.Sub(signedAt) > c.o.MaxIndexAge {
-			return nil, &StaleIndexError{File: pathpkg.Base(path), SignedAt: signedAt, MaxAge: c.o.MaxIndexAge, Now: now}
+		if now.Sub(r.SignedAt) > c.o.MaxIndexAge {
+			return r, &StaleIndexError{File: pathpkg.Base(r.Path), SignedAt: r.SignedAt, MaxAge: c.o.MaxIndexAge, Now: now}
 		}
 	}
-	ix, err := compat.ParseIndex(data)
-	if err != nil {
-		return nil, fmt.Errorf("parse index %s: %w", c.urlFor(path), err)
-	}
-	return &IndexResult{Index: ix, SignedAt: signedAt, Server: c.server, Path: path}, nil
+	return r, nil
 }
 
 // Index files and signatures are small; anything larger is not one.
@@ -71,30 +140,3 @@ const (
 	maxSignatureSize = 1 << 20
 	maxSumsSize      = 1 << 20
 )
-
-// signedFile fetches path from the primary server and, with Validate, its
-// signature path.asc, and verifies it, returning the signature's time. A
-// missing file or signature is a *StatusError with code 404.
-func (c *Client) signedFile(ctx context.Context, path string) ([]byte, time.Time, error) {
-	if !c.o.Validate {
-		data, err := c.getSmall(ctx, path, maxIndexSize)
-		return data, time.Time{}, err
-	}
-	// The file and its signature at once: one round trip, not two.
-	got := c.getSmallAll(ctx, []smallFile{{path, maxIndexSize}, {path + ".asc", maxSignatureSize}})
-	data, err := got[0].data, got[0].err
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	sig, err := got[1].data, got[1].err
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	// Name the file as the user knows it: "Invalid signature for
-	// index-system.7", as the GPG-era template said.
-	signedAt, err := verifyDetached(c.o.Keyring, pathpkg.Base(path), data, sig, c.o.now)
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	return data, signedAt, nil
-}

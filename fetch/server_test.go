@@ -1,6 +1,7 @@
 package fetch_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -98,7 +99,8 @@ func TestServerURL(t *testing.T) {
 // FuzzParseServer: what is accepted has a scheme of its own choosing, a
 // host, and parses again to itself from its String.
 func FuzzParseServer(f *testing.F) {
-	for _, s := range []string{"images.linuxcontainers.org", "http://h:80/p", "https://[::1]:8443/a/b/", "h/%41", "u@h", "h:0"} {
+	for _, s := range []string{"images.linuxcontainers.org", "http://h:80/p", "https://[::1]:8443/a/b/", "h/%41", "u@h", "h:0",
+		"file:///srv/lxc", "file://localhost/media/a b/%41", "file:///"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
@@ -106,7 +108,17 @@ func FuzzParseServer(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if (s.Scheme != "https" && s.Scheme != "http") || s.Host == "" || strings.HasSuffix(s.Prefix, "/") {
+		switch {
+		case s.Scheme == "file":
+			dir := s.Dir()
+			if s.Host != "" || !strings.HasPrefix(dir, "/") || !s.Local() ||
+				slices.Contains(strings.Split(dir, "/"), "..") || slices.Contains(strings.Split(dir, "/"), ".") {
+				t.Fatalf("ParseServer(%q) = %+v, directory %q", in, s, dir)
+			}
+		case (s.Scheme != "https" && s.Scheme != "http") || s.Host == "" || s.Local():
+			t.Fatalf("ParseServer(%q) = %+v", in, s)
+		}
+		if strings.HasSuffix(s.Prefix, "/") {
 			t.Fatalf("ParseServer(%q) = %+v", in, s)
 		}
 		if strings.Contains(s.Host, "@") {

@@ -28,6 +28,9 @@ type StreamsResult struct {
 	// is the catalogue's path below the server root.
 	IndexData, IndexSig, ImagesData, ImagesSig []byte
 	ImagesPath                                 string
+	// Validators are the ETag and Last-Modified of the files, by path,
+	// for FetchStreamsIf (set by FetchStreamsIf and VerifyStreams only).
+	Validators Validators
 }
 
 // FetchStreams downloads the server's simplestreams from the primary

@@ -3,10 +3,12 @@ package fetch
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
@@ -70,6 +72,15 @@ type transfer struct {
 	// mirror is the mirror that served bytes now in the sink.
 	mirror string
 
+	// cond, when set, makes a request for the whole file conditional on
+	// the copy the caller holds (If-None-Match, If-Modified-Since): a 304
+	// answer ends the transfer with notModified set and the sink empty.
+	cond        *Validator
+	notModified bool
+	// got are the validators of the answer that filled the sink (or of
+	// the 304 answer).
+	got Validator
+
 	// onResponse runs when an attempt's response is accepted, before its
 	// body is read (the file download records its validators there).
 	onResponse func() error
@@ -79,12 +90,27 @@ type transfer struct {
 
 // getSmall fetches a small file from the primary server into memory.
 func (c *Client) getSmall(ctx context.Context, path string, limit int64) ([]byte, error) {
-	m := &memSink{name: path, limit: limit}
-	t := &transfer{c: c, path: cleanPath(path), name: path, primary: true, sink: m, total: -1}
+	r := c.getSmallIf(ctx, smallFile{path, limit}, nil)
+	return r.data, r.err
+}
+
+// getSmallIf fetches f from the primary server into memory, on condition
+// that it changed since the copy of cond, when cond is not nil.
+func (c *Client) getSmallIf(ctx context.Context, f smallFile, cond *Validator) smallResult {
+	m := &memSink{name: f.path, limit: f.limit}
+	t := &transfer{c: c, path: cleanPath(f.path), name: f.path, primary: true, sink: m, total: -1, cond: cond}
 	if err := t.run(ctx); err != nil {
-		return nil, err
+		return smallResult{err: err}
 	}
-	return m.buf.Bytes(), nil
+	if t.notModified {
+		return smallResult{got: t.got, notModified: true}
+	}
+	data := m.buf.Bytes()
+	if data == nil {
+		// An empty file is there all the same.
+		data = []byte{}
+	}
+	return smallResult{data: data, got: t.got}
 }
 
 // smallFile is a small file to fetch from the primary server, and the
@@ -98,6 +124,14 @@ type smallFile struct {
 type smallResult struct {
 	data []byte
 	err  error
+	// got are the validators the server sent with the file.
+	got Validator
+	// notModified says the server answered a conditional request with
+	// 304: the caller's copy is current, and data is nil.
+	notModified bool
+	// absent marks an optional file of a listing that the server does
+	// not have (see askListing).
+	absent bool
 }
 
 // getSmallAll fetches files at once, each as getSmall would, and returns
@@ -105,13 +139,24 @@ type smallResult struct {
 // so that which error is reported does not depend on which answer came
 // first.
 func (c *Client) getSmallAll(ctx context.Context, files []smallFile) []smallResult {
+	return c.getSmallAllIf(ctx, files, nil)
+}
+
+// getSmallAllIf is getSmallAll with conditions: conds[i], when conds is
+// not nil and conds[i] is not, makes the request for files[i]
+// conditional (see getSmallIf).
+func (c *Client) getSmallAllIf(ctx context.Context, files []smallFile, conds []*Validator) []smallResult {
 	got := make([]smallResult, len(files))
 	var wg sync.WaitGroup
 	for i, f := range files {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got[i].data, got[i].err = c.getSmall(ctx, f.path, f.limit)
+			var cond *Validator
+			if conds != nil {
+				cond = conds[i]
+			}
+			got[i] = c.getSmallIf(ctx, f, cond)
 		}()
 	}
 	wg.Wait()
@@ -278,6 +323,14 @@ func (t *transfer) send(w *idleWatch, noGeoIP bool) (*http.Response, attemptResu
 		req.Header.Set("X-LXC-No-GeoIP", "on")
 	}
 	off := t.sink.Len()
+	if off == 0 && t.cond != nil {
+		if t.cond.ETag != "" {
+			req.Header.Set("If-None-Match", t.cond.ETag)
+		}
+		if t.cond.LastModified != "" {
+			req.Header.Set("If-Modified-Since", t.cond.LastModified)
+		}
+	}
 	if off > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
 		if t.validator != "" {
@@ -291,6 +344,10 @@ func (t *transfer) send(w *idleWatch, noGeoIP bool) (*http.Response, attemptResu
 	if t.primary {
 		hc = t.c.hcPrimary
 	}
+	// A failure during the TLS handshake is said to be one, whatever its
+	// type: a timeout or a dropped connection there is not the network's.
+	var handshake handshakeWatch
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), handshake.trace()))
 	resp, err := hc.Do(req)
 	if err != nil {
 		var ue *url.Error
@@ -299,7 +356,7 @@ func (t *transfer) send(w *idleWatch, noGeoIP bool) (*http.Response, attemptResu
 				res.from = pu
 			}
 		}
-		err = w.explain(unwrapURLError(err))
+		err = handshake.explain(w.explain(unwrapURLError(err)))
 		if !isNetFailure(err) {
 			// A refused redirect, say: name the file it was for.
 			err = fmt.Errorf("download %s: %w", u, err)
@@ -338,6 +395,10 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 		if size >= 0 {
 			total = size
 		}
+	case resp.StatusCode == http.StatusNotModified && t.cond != nil && off == 0:
+		t.notModified = true
+		t.got = validatorsOf(resp.Header)
+		return true, nil
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && off > 0:
 		if size, ok := unsatisfiedSize(resp.Header.Get("Content-Range")); ok && size == off {
 			// Everything had arrived: the previous attempt only missed
@@ -369,6 +430,7 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 	}
 	t.total = total
 	t.validator = validatorOf(resp.Header)
+	t.got = validatorsOf(resp.Header)
 	if !t.c.server.is(resp.Request.URL) {
 		t.mirror = mirrorName(resp.Request.URL)
 	}
@@ -426,6 +488,40 @@ func (t *transfer) copyBody(resp *http.Response, w *idleWatch) error {
 		return fmt.Errorf("got %d of %d bytes: %w", t.sink.Len(), t.total, io.ErrUnexpectedEOF)
 	}
 	return nil
+}
+
+// handshakeWatch follows the TLS handshakes of one request. A handshake
+// that is not this request's (a connection dialled for it that another
+// request's idle one replaced) may end at any time: only an error the
+// request failed with is looked for.
+type handshakeWatch struct {
+	mu     sync.Mutex
+	failed []error // the errors handshakes ended with
+}
+
+func (w *handshakeWatch) trace() *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{
+		TLSHandshakeDone: func(_ tls.ConnectionState, err error) {
+			if err != nil {
+				w.mu.Lock()
+				w.failed = append(w.failed, err)
+				w.mu.Unlock()
+			}
+		},
+	}
+}
+
+// explain marks err as a failure of the TLS handshake when it is one a
+// handshake ended with.
+func (w *handshakeWatch) explain(err error) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, hs := range w.failed {
+		if errors.Is(err, hs) {
+			return &tlsError{err}
+		}
+	}
+	return err
 }
 
 // validatorOf picks what If-Range can use: a strong ETag, else the

@@ -433,3 +433,37 @@ func (s *Server) Client() *http.Client {
 	}
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool}}}
 }
+
+// Listen makes the server answer on addr too, HTTPS and plain HTTP alike
+// (its certificate is valid for 127.0.0.1, ::1 and localhost), and returns
+// the address it listens on: Listen("[::1]:0") gives "[::1]:PORT", an
+// IPv6 listener on a port of the kernel's choice, where 127.0.0.1:PORT is
+// not this server's. Close stops it too.
+func (s *Server) Listen(addr string) (string, error) { return s.site.listen(addr) }
+
+// WriteTree writes every file the server serves below dir, at its path
+// (dir/meta/1.0/index-system.7, dir/images/...), with the content served
+// now: the layout of a mirror tree, for a file:// server. Directories are
+// made as needed (mode 0755); files have mode 0644.
+func (s *Server) WriteTree(dir string) error {
+	s.mu.Lock()
+	files := make(map[string][]byte, len(s.objects))
+	for p, o := range s.objects {
+		files[p] = o.data
+	}
+	s.mu.Unlock()
+	for p, data := range files {
+		rel := filepath.FromSlash(strings.TrimPrefix(p, "/"))
+		if !filepath.IsLocal(rel) {
+			return fmt.Errorf("fetchtest: %s is not a path below the tree", p)
+		}
+		name := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			return fmt.Errorf("fetchtest: %w", err)
+		}
+		if err := os.WriteFile(name, data, 0o644); err != nil {
+			return fmt.Errorf("fetchtest: %w", err)
+		}
+	}
+	return nil
+}

@@ -54,7 +54,8 @@ type site struct {
 	conns     map[net.Conn]bool // open connections: true for TLS
 	rate      limiter
 
-	ln               net.Listener // the one port, for HTTPS and plain HTTP
+	ln               net.Listener   // the one port, for HTTPS and plain HTTP
+	extra            []net.Listener // more addresses (Server.Listen), under mu
 	tlsConfig        *tls.Config
 	tlsLn, plainLn   *chanListener
 	tlsSrv, plainSrv *http.Server
@@ -106,26 +107,51 @@ func newSite(handler http.HandlerFunc) (*site, error) {
 	}
 	go s.tlsSrv.Serve(s.tlsLn)
 	go s.plainSrv.Serve(s.plainLn)
-	go s.accept()
+	go s.accept(s.ln)
 	return s, nil
+}
+
+// listen makes the site answer on addr too.
+func (s *site) listen(addr string) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("fetchtest: listen: %w", err)
+	}
+	s.mu.Lock()
+	select {
+	case <-s.closed:
+		s.mu.Unlock()
+		ln.Close()
+		return "", errors.New("fetchtest: listen: the server is closed")
+	default:
+	}
+	s.extra = append(s.extra, ln)
+	s.mu.Unlock()
+	go s.accept(ln)
+	return ln.Addr().String(), nil
 }
 
 func (s *site) close() {
 	s.closeOnce.Do(func() {
 		close(s.closed)
 		s.ln.Close()
+		s.mu.Lock()
+		for _, ln := range s.extra {
+			ln.Close()
+		}
+		s.mu.Unlock()
 		s.tlsSrv.Close()
 		s.plainSrv.Close()
 	})
 }
 
-// accept takes the connections of the one port and hands each to the
-// HTTPS or the plain HTTP server by its first byte, so that a client
-// falling back from https://HOST/ to http://HOST/ (as the shell template
-// did) reaches the same server.
-func (s *site) accept() {
+// accept takes the connections of a port and hands each to the HTTPS or
+// the plain HTTP server by its first byte, so that a client falling back
+// from https://HOST/ to http://HOST/ (as the shell template did) reaches
+// the same server.
+func (s *site) accept(ln net.Listener) {
 	for {
-		c, err := s.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			return
 		}

@@ -25,6 +25,8 @@ complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -l keyring -r -d
 complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -l no-validate -d 'Disable signature validation (not recommended)'
 complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -l ca-cert -r -d 'Certificate authorities (PEM) to trust for HTTPS instead of the system\'s'
 complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -l nameserver -r -d 'DNS servers to use (default: the system\'s, else Android\'s net.dns1/net.dns2). Environment: DOWNLOAD_NAMESERVER'
+complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -s 4 -d 'Connect over IPv4 only'
+complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -s 6 -d 'Connect over IPv6 only'
 complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -l flush-cache -d 'Flush the local copy (if present)'
 complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -l force-cache -d 'Force the use of the local copy even if expired'
 complete -c lxc-download -n '__fish_lxc-download_no_subcommand' -f -l verbose -d 'Print more information about what is happening'

@@ -213,7 +213,15 @@ remembered. It is not kept in the cache: the cached copy of the image is
 used only when it holds exactly this build. Without this option the build
 is the one the index names, as the shell template chose it.
 `,
-	"server": "It is always spoken to over HTTPS.\n",
+	"server": `HOST[:PORT][/PREFIX] is spoken to over HTTPS; http:// asks for plain
+HTTP (signatures still hold). file:///PATH reads a mirror tree in the
+server's layout (what
+.B lxc\-download mirror
+writes, or a copy of it) straight from this host's filesystem, a USB stick
+or an NFS share: no web server is needed, and everything is verified as
+from a server. Symbolic links in the tree are followed only while they
+stay in it; only regular files are read.
+`,
 	"keyid": `It must have signed the index too. Give the full fingerprint; a short id
 that matches more than one key is refused.
 `,
@@ -230,6 +238,17 @@ always verified.
 	"nameserver": `For hosts without /etc/resolv.conf (Android); the Android properties are
 read with getprop.
 `,
+	"4": `Only IPv4 addresses are asked of DNS and connected to. Without
+.B \-4
+or
+.BR \-6 ,
+the addresses of a name are tried as RFC 8305 (happy eyeballs) says: the
+family the resolver prefers first, the other a quarter of a second later
+(or as soon as the first fails), side by side; the first connection made
+is used. When none can be made, the error names each address and what
+failed there.
+`,
+	"6": "Only IPv6 addresses are asked of DNS and connected to (see \\-4).\n",
 	"flush-cache": `The cached copy of this image is deleted first. Without a container, use
 .BR "cache flush" .
 `,
