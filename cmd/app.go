@@ -140,7 +140,7 @@ func runTemplate(args []string, s IO) int {
 	defer stop()
 	if err := Run(ctx, opts, s); err != nil {
 		report(s, err, "")
-		return 1
+		return exitStatus(err)
 	}
 	return 0
 }

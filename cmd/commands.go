@@ -106,7 +106,7 @@ func runAction(app *cli.App, c *cli.Command, path, args []string, s IO) int {
 	if errors.As(err, &coder) && coder.ExitCode() != 0 {
 		return coder.ExitCode()
 	}
-	return 1
+	return exitStatus(err)
 }
 
 // lookupCommand finds the command called name (or one of its aliases).

@@ -633,7 +633,7 @@ func TestLocalNotEmpty(t *testing.T) {
 	leftover := writeFile(t, e.rootfs, "leftover", []byte("mine\n"))
 	before := containerFiles(t, e)
 	r := runLocal(e, "-m", writeFile(t, files, "meta.tar", metaTar(t, meta)), "-f", writeFile(t, files, "rootfs.tar", rootfsTar))
-	if r.code != 1 || len(errorLines(r.stderr)) != 1 || !strings.Contains(r.stderr, "ERROR: rootfs "+e.rootfs+` is not empty: it holds "leftover"`) {
+	if r.code != 6 || len(errorLines(r.stderr)) != 1 || !strings.Contains(r.stderr, "ERROR: rootfs "+e.rootfs+` is not empty: it holds "leftover"`) {
 		t.Errorf("%s", r)
 	}
 	if names, _ := os.ReadDir(e.rootfs); len(names) != 1 {

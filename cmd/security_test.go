@@ -157,7 +157,7 @@ func TestSecurityTargetNotEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := e.run(e.image()...)
-	if r.code != 1 || !strings.Contains(r.stderr, "ERROR: rootfs "+e.rootfs+" is not empty") {
+	if r.code != 6 || !strings.Contains(r.stderr, "ERROR: rootfs "+e.rootfs+" is not empty") {
 		t.Errorf("want one ERROR saying the rootfs is not empty:\n%s", r)
 	}
 	if n := len(e.srv.Requests()); n != 0 {

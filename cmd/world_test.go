@@ -204,3 +204,49 @@ func TestFallbackToOlderBuild(t *testing.T) {
 		e.mustFail(e.run(e.image()...), "its files are gone from the server")
 	})
 }
+
+// TestExitStatus: each class of failure has its documented exit status,
+// and its message says which it is.
+func TestExitStatus(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		setup func(e *env) []string
+		code  int
+		want  string
+	}{
+		{"bad option", func(e *env) []string { return []string{"--bogus"} }, 1, "unknown option --bogus"},
+		{"not in the index", func(e *env) []string { return e.image("-r", "trixie") }, 2, "Couldn't find a matching image"},
+		{"removed from the server", func(e *env) []string {
+			e.srv.Remove(defaultRootfsPath)
+			return e.image()
+		}, 3, "gone from the server"},
+		{"connection refused", func(e *env) []string {
+			return []string{"-d", "debian", "-r", "bookworm", "-a", "amd64", "--server", closedPort(t), "--keyring", e.srv.KeyFile}
+		}, 4, "connection refused"},
+		{"certificate", func(e *env) []string {
+			e.srv.SetUntrustedCertificate(true)
+			return e.image()
+		}, 4, "certificate"},
+		{"signature", func(e *env) []string {
+			e.srv.Set(defaultRootfsPath, evilRootfs(t))
+			return e.image()
+		}, 5, "Invalid signature for rootfs.tar.xz"},
+		{"rootfs not empty", func(e *env) []string {
+			os.WriteFile(filepath.Join(e.rootfs, "leftover"), nil, 0o644)
+			return e.image()
+		}, 6, "is not empty"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			args := c.setup(e)
+			full := args
+			if c.name != "bad option" {
+				full = append([]string{"--path=" + e.path, "--name=" + e.name, "--rootfs=" + e.rootfs}, args...)
+			}
+			r := e.runRaw(full...)
+			if r.code != c.code || len(errorLines(r.stderr)) != 1 || !strings.Contains(r.stderr, c.want) {
+				t.Errorf("want exit status %d and one ERROR line with %q:\n%s", c.code, c.want, r)
+			}
+		})
+	}
+}

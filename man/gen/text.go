@@ -331,9 +331,34 @@ The cached image: rootfs.tar.xz, the unpacked meta files and build_id.
 A cached copy is used until the image's own expiry, and never longer than
 30 days after it was fetched.
 .SH EXIT STATUS
-0 on success. 1 on any error, after one line
+0 on success. On failure, after one line
 .B ERROR: ...
-on standard error; nothing already cached is lost.
+on standard error (nothing already cached is lost), the status says what
+kind of failure it was:
+.TP
+.B 1
+bad arguments, or a failure of no class below (lxc-create and the shell
+template know only zero and not);
+.TP
+.B 2
+no image in the index has the distribution, release, architecture and
+variant asked for;
+.TP
+.B 3
+the index names the image, or the build asked for, but the server no longer
+has its files;
+.TP
+.B 4
+the server could not be reached (the message says whether by DNS, connect or
+TLS), or answered with what cannot be used;
+.TP
+.B 5
+a signature or checksum did not verify, or what was offered was older than
+allowed: nothing of it was used;
+.TP
+.B 6
+a problem of this host: disk space, permissions, a rootfs that is not empty,
+memory for decoding.
 .SH EXAMPLES
 .nf
 lxc-create -t download -n c1 -- -d debian -r bookworm -a amd64
