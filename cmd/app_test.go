@@ -32,7 +32,7 @@ func testIO(env map[string]string) (IO, *bytes.Buffer, *bytes.Buffer) {
 func TestParseForms(t *testing.T) {
 	want := Options{
 		Dist: "debian", Release: "bookworm", Arch: "amd64", Variant: "cloud", VariantSet: true,
-		Server: "example.org:8443", Validate: true, Name: "c1", Path: "/var/lib/lxc/c1",
+		Server: "example.org:8443", Servers: []string{"example.org:8443"}, Validate: true, Name: "c1", Path: "/var/lib/lxc/c1",
 		Rootfs: "/var/lib/lxc/c1/rootfs", MappedUID: 65536, MappedGID: 65537, Format: "text",
 	}
 	cases := map[string][]string{
@@ -74,6 +74,13 @@ func TestParseForms(t *testing.T) {
 				t.Errorf("got  %+v\nwant %+v", got, want)
 			}
 		})
+	}
+	// --server is the one option that gathers its values: the servers
+	// are tried in that order.
+	s, _, _ := testIO(nil)
+	got, _, err := Parse([]string{"lxc-download", "-l", "--server", "a.example", "--ser=b.example/images", "--server", "https://c.example"}, s)
+	if err != nil || !reflect.DeepEqual(got.Servers, []string{"a.example", "b.example/images", "https://c.example"}) || got.Server != "a.example" {
+		t.Errorf("repeated --server: %q (%q), %v", got.Servers, got.Server, err)
 	}
 }
 

@@ -244,11 +244,7 @@ func (r *run) refresh(ctx context.Context, st *store, old *cache.Entry) (*image,
 	if err != nil {
 		return nil, err
 	}
-	c, err := r.fetchClient(ctx)
-	if err != nil {
-		return nil, err
-	}
-	res, err := r.fetchIndex(ctx, c)
+	c, res, err := r.indexFrom(ctx)
 	if err != nil {
 		if old != nil && fetch.IsUnreachable(err) {
 			r.warnOnce("offline", "The image server cannot be reached (%v); using the cached copy", err)
@@ -272,7 +268,7 @@ func (r *run) refresh(ctx context.Context, st *store, old *cache.Entry) (*image,
 		return nil, fmt.Errorf("%w; --allow-downgrade accepts it", err)
 	}
 	if st.usable && st.readOnly == nil && o.Validate {
-		if err := st.RecordSeen(o.Server, st.key, cache.Seen{Build: entry.Build, IndexSigned: res.SignedAt}); err != nil {
+		if err := r.recordSeen(st, cache.Seen{Build: entry.Build, IndexSigned: res.SignedAt}); err != nil {
 			return nil, err
 		}
 	}
@@ -295,33 +291,85 @@ func (r *run) refresh(ctx context.Context, st *store, old *cache.Entry) (*image,
 	return r.fallBack(ctx, st, c, entry, old, err)
 }
 
+// recordSeen remembers s for the image under every server given: they
+// are alternatives for one source, and what one of them offered binds
+// them all (see seen).
+func (r *run) recordSeen(st *store, s cache.Seen) error {
+	for _, srv := range r.o.Servers {
+		if err := st.RecordSeen(srv, st.key, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // seen is what the store remembers of the image from this server; the
 // clock is not taken to be behind the newest index signature in it.
 func (r *run) seen(st *store) (cache.Seen, error) {
 	if !st.usable {
 		return cache.Seen{}, nil
 	}
-	seen, err := st.Seen(r.o.Server, st.key)
-	if err != nil {
-		return cache.Seen{}, err
+	// The freshness rules hold across all the servers given together: a
+	// server that lags behind another cannot take the run back.
+	var seen cache.Seen
+	for _, srv := range r.o.Servers {
+		s, err := st.Seen(srv, st.key)
+		if err != nil {
+			return cache.Seen{}, err
+		}
+		if s.IndexSigned.After(seen.IndexSigned) {
+			seen.IndexSigned = s.IndexSigned
+		}
+		if seen.Build == "" || (compat.ValidBuildID(s.Build) && s.Build > seen.Build) {
+			seen.Build = s.Build
+		}
 	}
 	r.clockFloor = seen.IndexSigned
 	return seen, nil
 }
 
-// fetchIndex downloads the index once per run: a run that starts again
-// for a release alias reads the same one.
-func (r *run) fetchIndex(ctx context.Context, c *fetch.Client) (*fetch.IndexResult, error) {
+// indexFrom downloads the index once per run (a run that starts again for
+// a release alias reads the same one) from the first of the servers given
+// that serves one: a server that cannot be reached, answers with what
+// cannot be used or fails verification moves the run to the next, with a
+// warning. The client and r.o.Server are then that server's.
+func (r *run) indexFrom(ctx context.Context) (*fetch.Client, *fetch.IndexResult, error) {
 	if r.index != nil {
-		return r.index, nil
+		return r.client, r.index, nil
 	}
-	r.say("Downloading the image index")
-	res, err := c.FetchIndex(ctx, r.mode)
-	if err != nil {
-		return nil, err
+	var firstErr error
+	for i, srv := range r.o.Servers {
+		if r.o.Server != srv {
+			r.o.Server, r.client = srv, nil
+		}
+		c, err := r.fetchClient(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if i == 0 {
+			r.say("Downloading the image index")
+		}
+		res, err := c.FetchIndex(ctx, r.mode)
+		if err == nil {
+			r.index = res
+			return c, res, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+		switch fetch.Classify(err) {
+		case fetch.ClassUnreachable, fetch.ClassServer, fetch.ClassVerification:
+		default:
+			return nil, nil, err
+		}
+		if i+1 < len(r.o.Servers) {
+			r.s.Stderr.Write([]byte("WARNING: " + compat.PrintableLine(fmt.Sprintf("The image server %s failed (%v); trying %s", srv, err, r.o.Servers[i+1])) + "\n"))
+		}
 	}
-	r.index = res
-	return res, nil
+	if len(r.o.Servers) > 1 {
+		return nil, nil, fmt.Errorf("every image server failed; the first: %w", firstErr)
+	}
+	return nil, nil, firstErr
 }
 
 // stage is where a download goes: the cache's staging directory, or, when

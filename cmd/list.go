@@ -106,17 +106,28 @@ func (r *run) listImages(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c, err := r.fetchClient(ctx)
+	// Several servers are tried in order for the index first; one server
+	// is asked for both at once: each is a round trip or two.
+	var c *fetch.Client
+	var first *fetch.IndexResult
+	if len(r.o.Servers) > 1 {
+		c, first, err = r.indexFrom(ctx)
+	} else {
+		c, err = r.fetchClient(ctx)
+	}
 	if err != nil {
 		return err
 	}
-	// Both at once: each is a round trip or two to the server.
 	type indexResult struct {
 		res *fetch.IndexResult
 		err error
 	}
 	indexDone := make(chan indexResult, 1)
 	go func() {
+		if first != nil {
+			indexDone <- indexResult{first, nil}
+			return
+		}
 		res, err := c.FetchIndex(ctx, r.mode)
 		indexDone <- indexResult{res, err}
 	}()

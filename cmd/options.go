@@ -48,7 +48,8 @@ type Options struct {
 
 	Dist, Release, Arch, Variant string
 	VariantSet                   bool // --variant given: --list filters by it
-	Server                       string
+	Server                       string   // the server in use: Servers[0] until one fails
+	Servers                      []string // --server, each time given, in order; the default alone
 
 	// Build, when not empty, is the retained build to create from
 	// (--build) instead of the one the index names.
@@ -138,7 +139,7 @@ var templateOptions = []templateOption{
 		Usage: "Variant of the image"}},
 	{arg: "build", flag: &cli.StringFlag{Name: "build", Category: sectionOptional,
 		Usage: "Create from this build (e.g. 20261120_05:24), one the\nserver retains (default: the newest; see\nlxc-download list --all-builds)"}},
-	{arg: "server", flag: &cli.StringFlag{Name: "server", Value: DefaultServer, Category: sectionOptional,
+	{arg: "server", flag: &cli.GenericFlag{Name: "server", Value: &serverList{}, DefaultText: `"` + DefaultServer + `"`, Category: sectionOptional,
 		Usage: "Image server"}},
 	{arg: "keyid", flag: &cli.StringFlag{Name: "keyid", Category: sectionOptional,
 		Usage: "Fingerprint of the key that must have signed the images\n(default: the image server's built-in key)"}},
@@ -205,13 +206,26 @@ var environment = []struct{ names, usage string }{
 	{"SSL_CERT_FILE, SSL_CERT_DIR", "Certificate authorities instead of the system's"},
 }
 
-// templateFlags are the urfave/cli flags of the template run.
+// templateFlags are the urfave/cli flags of the template run, with fresh
+// values where a flag gathers them (--server).
 func templateFlags() []cli.Flag {
 	flags := make([]cli.Flag, len(templateOptions))
 	for i, o := range templateOptions {
-		flags[i] = o.flag
+		flags[i] = fresh(o.flag)
 	}
 	return flags
+}
+
+// fresh is f, or a copy of it with a new value where it holds a list.
+func fresh(f cli.Flag) cli.Flag {
+	if g, ok := f.(*cli.GenericFlag); ok {
+		if _, ok := g.Value.(*serverList); ok {
+			c := *g
+			c.Value = &serverList{}
+			return &c
+		}
+	}
+	return f
 }
 
 // oneLine is f with its usage on one line, for the places that print it so
@@ -228,6 +242,10 @@ func oneLine(f cli.Flag) cli.Flag {
 		c := *f
 		c.Usage = join(c.Usage)
 		c.DisableDefaultText = true
+		return &c
+	case *cli.GenericFlag:
+		c := *fresh(f).(*cli.GenericFlag)
+		c.Usage = join(c.Usage)
 		return &c
 	}
 	return f
@@ -264,7 +282,7 @@ func optionsFrom(c flagValues, s IO) (Options, error) {
 		Variant:    c.String("variant"),
 		VariantSet: c.IsSet("variant"),
 		Build:      c.String("build"),
-		Server:     c.String("server"),
+		Servers:    serversOf(c),
 		KeyID:      c.String("keyid"),
 		Keyserver:  c.String("keyserver"),
 		Keyring:    c.String("keyring"),
@@ -322,9 +340,12 @@ func optionsFrom(c flagValues, s IO) (Options, error) {
 	if o.Build != "" && o.List {
 		return o, usageErrorf("--build is for creating a container; to see the builds: lxc-download list --all-builds")
 	}
-	if o.Server == "" {
-		return o, usageErrorf("--server must not be empty")
+	for _, srv := range o.Servers {
+		if srv == "" {
+			return o, usageErrorf("--server must not be empty")
+		}
 	}
+	o.Server = o.Servers[0]
 	if o.Verbose && o.Quiet {
 		return o, usageErrorf("--verbose and --quiet exclude each other")
 	}
@@ -351,9 +372,9 @@ func optionsFrom(c flagValues, s IO) (Options, error) {
 	if o.MemoryBudget, err = parseSize("memory-budget", c.String("memory-budget"), false); err != nil {
 		return o, err
 	}
-	if o.Server != "" {
-		// A bad server is said before anything goes to the network.
-		if _, err := fetch.ParseServer(o.Server); err != nil {
+	// A bad server is said before anything goes to the network.
+	for _, srv := range o.Servers {
+		if _, err := fetch.ParseServer(srv); err != nil {
 			return o, usageErrorf("%v", err)
 		}
 	}
@@ -483,4 +504,40 @@ func lxcDirs(getenv func(string) string) (templateConfig, hookDir string) {
 func isDir(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.IsDir()
+}
+
+// serverList is the value of --server, which may be given several times:
+// the servers are tried in that order.
+type serverList struct{ servers []string }
+
+// Set implements flag.Value: each --server adds one.
+func (l *serverList) Set(v string) error {
+	l.servers = append(l.servers, v)
+	return nil
+}
+
+// String implements flag.Value.
+func (l *serverList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(l.servers, " ")
+}
+
+// serversOf reads --server from c: the servers given, or the default.
+func serversOf(c flagValues) []string {
+	g, ok := c.(interface{ Generic(string) any })
+	if !ok {
+		return []string{DefaultServer}
+	}
+	l, _ := g.Generic("server").(*serverList)
+	return l.list()
+}
+
+// list is the servers given, or the default server.
+func (l *serverList) list() []string {
+	if l == nil || len(l.servers) == 0 {
+		return []string{DefaultServer}
+	}
+	return append([]string(nil), l.servers...)
 }

@@ -179,15 +179,11 @@ func (r *run) serverArch() {
 
 // list prints the index, filtered by what the options name.
 func (r *run) list(ctx context.Context) (*compat.Index, error) {
-	c, err := r.fetchClient(ctx)
+	_, res, err := r.indexFrom(ctx)
 	if err != nil {
 		return nil, err
 	}
-	r.say("Downloading the image index")
-	ix, err := c.Index(ctx, r.mode)
-	if err != nil {
-		return nil, err
-	}
+	ix := res.Index
 	q := compat.Query{Dist: r.o.Dist, Release: r.o.Release, Arch: r.o.Arch}
 	if r.o.VariantSet {
 		q.Variant = r.o.Variant
@@ -261,7 +257,11 @@ func (r *run) fetchClient(ctx context.Context) (*fetch.Client, error) {
 		return nil, err
 	}
 	if r.o.Validate {
-		r.say("Setting up the GPG keyring")
+		if r.keys == nil {
+			// Once, as the shell template did, though a run that
+			// moves to another server makes a client for it.
+			r.say("Setting up the GPG keyring")
+		}
 		if fo.Keyring, err = r.keyring(ctx); err != nil {
 			return nil, err
 		}

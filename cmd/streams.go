@@ -142,11 +142,7 @@ func (r *run) refreshPinned(ctx context.Context, st *store, old *cache.Entry) (*
 	if _, err := r.seen(st); err != nil {
 		return nil, err
 	}
-	c, err := r.fetchClient(ctx)
-	if err != nil {
-		return nil, err
-	}
-	res, err := r.fetchIndex(ctx, c)
+	c, res, err := r.indexFrom(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +154,7 @@ func (r *run) refreshPinned(ctx context.Context, st *store, old *cache.Entry) (*
 	// rules (cache.CheckFresh with allowDowngrade); the newest build and
 	// index signature seen are still remembered, and never lowered.
 	if st.usable && st.readOnly == nil && o.Validate {
-		if err := st.RecordSeen(o.Server, st.key, cache.Seen{Build: newest.Build, IndexSigned: res.SignedAt}); err != nil {
+		if err := r.recordSeen(st, cache.Seen{Build: newest.Build, IndexSigned: res.SignedAt}); err != nil {
 			return nil, err
 		}
 	}

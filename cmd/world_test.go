@@ -250,3 +250,43 @@ func TestExitStatus(t *testing.T) {
 		})
 	}
 }
+
+// TestSeveralServers: servers are tried in order for the index; one that
+// cannot be reached, or whose index does not verify, moves the run to the
+// next with a warning. A later server may not take the run back to an
+// older build than an earlier one gave.
+func TestSeveralServers(t *testing.T) {
+	e := newEnv(t)
+	stranger, err := fetchtest.NewKey("stranger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := fetchtest.NewServerWithKey(stranger, fetchtest.DefaultImage())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer forged.Close()
+	dead := closedPort(t)
+	image := []string{"-d", "debian", "-r", "bookworm", "-a", "amd64", "--keyring", e.srv.KeyFile}
+	r := e.run(append(image, "--server", dead, "--server", forged.Host, "--server", e.srv.Host)...)
+	mustSucceed(t, e, r)
+	if len(stderrLines(r, "WARNING: The image server "+dead+" failed", "connection refused", "trying "+forged.Host)) != 1 ||
+		len(stderrLines(r, "WARNING: The image server "+forged.Host+" failed", "Invalid signature", "trying "+e.srv.Host)) != 1 {
+		t.Errorf("want a warning for each failed server:\n%s", r)
+	}
+	if len(forged.RequestsFor(rootfsPath(fetchtest.DefaultImage()))) != 0 {
+		t.Errorf("an image was taken from the server whose index did not verify")
+	}
+
+	// The server that comes first now offers an older build, correctly
+	// signed: refused, as from one server.
+	older := fetchtest.NewImage("debian", "bookworm", "amd64", "default", "20261101_05:24")
+	behind, err := fetchtest.NewServerWithKey(e.srv.Key, older)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer behind.Close()
+	e.newContainer("c2")
+	r = e.run(append(image, "--flush-cache", "--server", behind.Host, "--server", e.srv.Host)...)
+	e.mustFail(r, "older than build "+fetchtest.DefaultImage().Build)
+}

@@ -221,6 +221,10 @@ writes, or a copy of it) straight from this host's filesystem, a USB stick
 or an NFS share: no web server is needed, and everything is verified as
 from a server. Symbolic links in the tree are followed only while they
 stay in it; only regular files are read.
+Given several times, the servers are tried in that order for the index: one
+that cannot be reached, answers with what cannot be used or does not verify
+moves the run to the next, with a warning, and the image comes from the
+first that serves the index. The freshness rules hold across them all.
 `,
 	"keyid": `It must have signed the index too. Give the full fingerprint; a short id
 that matches more than one key is refused.
