@@ -47,7 +47,7 @@ type Options struct {
 	Format string // --format for --list: "text" or "json"
 
 	Dist, Release, Arch, Variant string
-	VariantSet                   bool // --variant given: --list filters by it
+	VariantSet                   bool     // --variant given: --list filters by it
 	Server                       string   // the server in use: Servers[0] until one fails
 	Servers                      []string // --server, each time given, in order; the default alone
 
