@@ -80,19 +80,9 @@ func (c *Client) signedFile(ctx context.Context, path string) ([]byte, time.Time
 		data, err := c.getSmall(ctx, path, maxIndexSize)
 		return data, time.Time{}, err
 	}
-	// The file and its signature at once: one round trip, not two.
-	got := c.getSmallAll(ctx, []smallFile{{path, maxIndexSize}, {path + ".asc", maxSignatureSize}})
-	data, err := got[0].data, got[0].err
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	sig, err := got[1].data, got[1].err
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	// Name the file as the user knows it: "Invalid signature for
-	// index-system.7", as the GPG-era template said.
-	signedAt, err := verifyDetached(c.o.Keyring, pathpkg.Base(path), data, sig, c.o.now)
+	// The file and its signature at once: one round trip, not two; a
+	// pair that straddled a mirror's switch is read again.
+	data, _, signedAt, err := c.fetchSignedPair(ctx, path, path+".asc", maxIndexSize, false)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
