@@ -41,6 +41,7 @@ func newApp(s IO) *cli.App {
 	app.Commands = []*cli.Command{
 		listCommand(s),
 		cacheCommand(s),
+		mirrorCommand(s),
 		versionCommand(s),
 		helpCommand(app),
 	}
