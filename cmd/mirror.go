@@ -27,6 +27,7 @@ func mirrorCommand(s IO) *cli.Command {
 		&cli.BoolFlag{Name: "prune", Usage: "Remove the builds no published file names, after their grace period", DisableDefaultText: true},
 		&cli.StringFlag{Name: "prune-grace", Value: "2h", Usage: "Keep a build no published file names for `DURATION` before --prune removes it (0: no wait)"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "Say what would be fetched, published and pruned, and change nothing", DisableDefaultText: true},
+		&cli.BoolFlag{Name: "incus", Usage: "Also mirror the files Incus and LXD take for containers (not virtual machine disks)", DisableDefaultText: true},
 		&cli.StringFlag{Name: "sign-key", TakesFile: true, Usage: "Publish indexes and streams of only the mirrored images, signed with this secret key `FILE`"},
 		&cli.StringFlag{Name: "jobs", Value: strconv.Itoa(mirror.DefaultJobs), Usage: "Download `N` builds at once"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "Print only failures and the summary", DisableDefaultText: true},
@@ -103,7 +104,7 @@ func mirrorOptions(c *cli.Context, s IO) (mirror.Options, string, error) {
 	} else if mo.PruneGrace, err = parseDuration("prune-grace", grace, false); err != nil {
 		return mo, "", err
 	}
-	mo.Prune, mo.DryRun = c.Bool("prune"), c.Bool("dry-run")
+	mo.Prune, mo.DryRun, mo.Incus = c.Bool("prune"), c.Bool("dry-run"), c.Bool("incus")
 	if path := c.String("sign-key"); path != "" {
 		if mo.SignKey, err = fetch.ReadSigningKey(path); err != nil {
 			return mo, "", err

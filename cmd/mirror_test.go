@@ -714,6 +714,10 @@ func TestMirrorKill9Resumes(t *testing.T) {
 	if got := published(t, m.dest); len(got) != 0 {
 		t.Errorf("a killed run published %q", got)
 	}
+	// What else a killed run may leave beside the partial file (of a file
+	// the build no longer has) is not published with the build.
+	partial, _ := findPartial(m.dest)
+	os.WriteFile(filepath.Join(filepath.Dir(partial), "rootfs.squashfs.partial"), []byte("unverified"), 0o644)
 	m.srv.SetRateLimit(0)
 	n := len(m.srv.Requests())
 	if r := m.mirror(); r.code != 0 {
@@ -729,6 +733,9 @@ func TestMirrorKill9Resumes(t *testing.T) {
 	m.sameAsSource(defaultRootfsPath)
 	if _, n := findPartial(m.dest); n >= 0 {
 		t.Errorf("a partial file is left after success")
+	}
+	if got := published(t, filepath.Join(m.dest, fetchtest.ImageDir(fetchtest.DefaultImage()))); len(got) != 6 {
+		t.Errorf("the build directory holds %q, want its 6 files", got)
 	}
 }
 
@@ -922,13 +929,18 @@ func TestMirrorDryRun(t *testing.T) {
 			t.Errorf("the dry run asked the source for %s", p)
 		}
 	}
+	r, dry := m.mirrorJSON("--dry-run", "--prune", "--prune-grace", "0")
+	if r.code != 0 || !dry.DryRun {
+		t.Fatalf("dry run, JSON:\n%s", r)
+	}
 	if after := snapshot(t, m.dest); after != before {
 		t.Errorf("the dry run changed the mirror:\n%s\n---\n%s", before, after)
 	}
 	// The same run for real does what the dry run said.
 	r, rep := m.mirrorJSON("--prune", "--prune-grace", "0")
-	if r.code != 0 || rep.Fetched != 1 || len(rep.Pruned) != 1 || len(rep.Published) != 11 {
-		t.Errorf("the real run: %+v\n%s", rep, r)
+	if r.code != 0 || rep.Fetched != 1 || dry.Builds[0].Status != mirror.StatusToFetch || dry.Builds[0].Path != rep.Builds[0].Path ||
+		strings.Join(dry.Published, " ") != strings.Join(rep.Published, " ") || strings.Join(dry.Pruned, " ") != strings.Join(rep.Pruned, " ") || len(rep.Pruned) != 1 {
+		t.Errorf("the real run: %+v\nthe dry run: %+v\n%s", rep, dry, r)
 	}
 
 	m.dest = filepath.Join(m.dir, "new")
@@ -1109,5 +1121,79 @@ func TestMirrorLock(t *testing.T) {
 	m.srv.SetRateLimit(0)
 	if r, ok := p.wait(60 * time.Second); !ok || r.code != 0 {
 		t.Errorf("the first run:\n%s", r)
+	}
+}
+
+// TestMirrorIncus: --incus also mirrors the files Incus takes for a
+// container, verified by the signed streams, into a build directory
+// already in place without fetching its LXC files again; with --sign-key
+// the streams list them only when they are mirrored; unsigned streams
+// vouch for nothing, and the build fails.
+func TestMirrorIncus(t *testing.T) {
+	t.Parallel()
+	m := newMirrorEnv(t)
+	if err := m.srv.EnableStreams(fetchtest.StreamsOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	img := fetchtest.DefaultImage()
+	dir := fetchtest.ImageDir(img)
+	if r := m.mirror(); r.code != 0 {
+		t.Fatalf("mirror:\n%s", r)
+	}
+	if _, err := os.Stat(filepath.Join(m.dest, dir, "incus.tar.xz")); err == nil {
+		t.Fatal("Incus files without --incus")
+	}
+	n := len(m.srv.Requests())
+	r, rep := m.mirrorJSON("--incus")
+	if r.code != 0 || rep.Fetched != 1 {
+		t.Fatalf("--incus: %+v\n%s", rep, r)
+	}
+	for _, f := range []string{"incus.tar.xz", "lxd.tar.xz", "rootfs.squashfs"} {
+		m.sameAsSource(dir + f)
+	}
+	for _, p := range sourceRequests(m.srv, n) {
+		if strings.HasSuffix(p, ".tar.xz") && !strings.HasSuffix(p, "incus.tar.xz") && !strings.HasSuffix(p, "lxd.tar.xz") {
+			t.Errorf("the LXC files were fetched again: %s", p)
+		}
+	}
+	if r, rep := m.mirrorJSON("--incus"); r.code != 0 || rep.UpToDate != 1 {
+		t.Errorf("rerun with --incus: %+v\n%s", rep, r)
+	}
+
+	// Signed by the operator: the Incus items are listed with --incus
+	// only.
+	op, _ := fetchtest.NewKey("operator")
+	secret := filepath.Join(m.dir, "op.key")
+	writeSecretKey(t, op, secret)
+	for _, c := range []struct {
+		args  []string
+		items int
+	}{{nil, 1}, {[]string{"--incus"}, 4}} {
+		m.dest = filepath.Join(m.dir, fmt.Sprintf("signed%d", c.items))
+		if r := m.mirror(append(c.args, "--sign-key", secret)...); r.code != 0 {
+			t.Fatalf("%q:\n%s", c.args, r)
+		}
+		data, _ := os.ReadFile(filepath.Join(m.dest, fetchtest.StreamsImagesPath))
+		files, err := compat.BuildFiles(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := files[fetchtest.ProductKey(img)+" "+img.Build]; len(got) != c.items {
+			t.Errorf("%q: the streams list %+v, want %d items", c.args, got, c.items)
+		}
+	}
+
+	// Unsigned streams and a SHA256SUMS that does not list them: nothing
+	// vouches for the Incus files.
+	m2 := newMirrorEnv(t)
+	if err := m2.srv.EnableStreams(fetchtest.StreamsOptions{Unsigned: true}); err != nil {
+		t.Fatal(err)
+	}
+	r, rep = m2.mirrorJSON("--incus")
+	if r.code != 1 || rep.Failed != 1 || !strings.Contains(r.stderr, "nothing signed vouches for incus.tar.xz") {
+		t.Errorf("--incus with unsigned streams: %+v\n%s", rep, r)
+	}
+	if got := published(t, m2.dest); len(got) != 0 {
+		t.Errorf("published %q", got)
 	}
 }

@@ -3,6 +3,9 @@ package compat
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 )
 
 // SelectStreams rewrites a simplestreams index and image catalogue to the
@@ -77,4 +80,78 @@ func SelectStreams(index, images []byte, keep func(product, build, item, ftype s
 		return nil, nil, fmt.Errorf("streams: %w", err)
 	}
 	return SubsetStreams(index, selected, func(key string) bool { return kept[key] })
+}
+
+// StreamsFile is a file of a build as the catalogue lists it, of any
+// type: what a mirror copies for Incus besides the LXC rootfs.
+type StreamsFile struct {
+	// Item is the item's name in the build ("incus.tar.xz",
+	// "delta-20261119_05:24"), FileType its ftype.
+	Item, FileType string
+	// Path is the file's path below the server root, SHA256 its digest in
+	// lower-case hexadecimal, Size its length.
+	Path   string
+	SHA256 string
+	Size   int64
+}
+
+// BuildFiles returns the files the catalogue lists for every build, by
+// "PRODUCT BUILD" ("debian:bookworm:amd64:default 20261120_05:24"), each
+// build's in item order. The catalogue must parse (ParseStreams); an item
+// whose fields are not well formed (a path that is not an index path, a
+// sha256 that is not 64 lower-case hexadecimal digits, a size that is not
+// a whole number) is left out, as ParseStreams ignores what it does not
+// use.
+func BuildFiles(images []byte) (map[string][]StreamsFile, error) {
+	if _, err := ParseStreams(images); err != nil {
+		return nil, err
+	}
+	var doc catalogueDoc
+	if err := json.Unmarshal(images, &doc); err != nil {
+		return nil, fmt.Errorf("streams: %w", err)
+	}
+	out := map[string][]StreamsFile{}
+	for key, p := range doc.Products {
+		if p == nil {
+			continue
+		}
+		for id, b := range p.Versions {
+			if b == nil {
+				continue
+			}
+			var files []StreamsFile
+			for name, it := range b.Items {
+				if f, ok := streamsFile(name, it); ok {
+					files = append(files, f)
+				}
+			}
+			slices.SortFunc(files, func(a, b StreamsFile) int { return strings.Compare(a.Item, b.Item) })
+			out[key+" "+id] = files
+		}
+	}
+	return out, nil
+}
+
+// streamsFile checks an item of any type.
+func streamsFile(name string, it *itemDoc) (StreamsFile, bool) {
+	if it == nil || checkStreamsString("item name", name, MaxIndexField) != nil {
+		return StreamsFile{}, false
+	}
+	f := StreamsFile{Item: name}
+	if json.Unmarshal(it.FileType, &f.FileType) != nil || checkStreamsString("ftype", f.FileType, MaxIndexField) != nil {
+		return StreamsFile{}, false
+	}
+	if json.Unmarshal(it.SHA256, &f.SHA256) != nil || !isSHA256Hex(f.SHA256) {
+		return StreamsFile{}, false
+	}
+	n, err := strconv.ParseInt(string(it.Size), 10, 64)
+	if err != nil || n < 0 || n > MaxItemSize {
+		return StreamsFile{}, false
+	}
+	f.Size = n
+	if json.Unmarshal(it.Path, &f.Path) != nil || f.Path == "" ||
+		checkStreamsString("path", f.Path, MaxIndexPath) != nil || checkImagePath(f.Path) != nil {
+		return StreamsFile{}, false
+	}
+	return f, true
 }

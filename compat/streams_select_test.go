@@ -69,3 +69,32 @@ func containsLine(lines []string, want string) bool {
 	}
 	return false
 }
+
+// TestBuildFiles: every item of every build, whatever its type; an item
+// that is not well formed is left out.
+func TestBuildFiles(t *testing.T) {
+	doc := sampleStreamsDoc()
+	vm := doc["products"].(map[string]any)["almalinux:9:amd64:default"].(map[string]any)
+	items := vm["versions"].(map[string]any)["20261120_23:08"].(map[string]any)["items"].(map[string]any)
+	items["bad-path"] = map[string]any{"ftype": "x", "path": "../etc/passwd", "sha256": sha("c"), "size": 1}
+	items["bad-sum"] = map[string]any{"ftype": "x", "path": "images/x", "sha256": "abc", "size": 1}
+	items["bad-size"] = map[string]any{"ftype": "x", "path": "images/x", "sha256": sha("c"), "size": 1.5}
+	files, err := BuildFiles(mustJSON(t, doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := files["almalinux:9:amd64:default 20261120_23:08"]
+	want := []StreamsFile{
+		{Item: "disk-kvm.img", FileType: "disk-kvm.img", Path: "images/almalinux/9/amd64/default/20261120_23:08/disk.qcow2", SHA256: sha("9"), Size: 1 << 30},
+		{Item: "incus.tar.xz", FileType: "incus.tar.xz", Path: "images/almalinux/9/amd64/default/20261120_23:08/incus.tar.xz", SHA256: sha("a"), Size: 800},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("files %+v\nwant %+v", got, want)
+	}
+	if n := len(files["debian:bookworm:amd64:default 20261120_05:24"]); n == 0 {
+		t.Errorf("no files for debian's build")
+	}
+	if _, err := BuildFiles([]byte(`{"format":"x"}`)); err == nil {
+		t.Error("a bad catalogue is taken")
+	}
+}

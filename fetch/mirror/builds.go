@@ -41,6 +41,8 @@ func (m *run) classify(builds []*build) {
 			b.adopt, b.status = true, StatusToFetch
 		case b.rootfs != nil && bs.Files[fetch.RootfsFile] != b.rootfs.SHA256:
 			b.status = StatusToFetch
+		case len(m.missingExtras(b, bs)) > 0:
+			b.status, b.extrasOnly = StatusToFetch, true
 		default:
 			b.status = StatusUpToDate
 		}
@@ -85,32 +87,56 @@ func (m *run) fetchAll(ctx context.Context, builds []*build) {
 // fetchOne gets one build in place, recording why it failed if it does.
 func (m *run) fetchOne(ctx context.Context, b *build) {
 	name := imageName(b.image) + " " + b.entry.Build
+	n, err := m.fetchOneErr(ctx, b, name)
+	b.bytes = n
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// Not the build's fault: it is resumed by the next run.
+		b.status = StatusToFetch
+	case err != nil:
+		b.status, b.err = StatusFailed, err
+		m.errs.printf("FAILED %s: %s", name, oneLine(err))
+	case n == 0 && b.adopt:
+		b.status = StatusUpToDate
+	default:
+		b.status = StatusFetched
+		m.log.printf("%s: in place (%s)", name, humanBytes(n))
+	}
+}
+
+func (m *run) fetchOneErr(ctx context.Context, b *build, name string) (int64, error) {
+	c, err := m.buildClient(name)
+	if err != nil {
+		return 0, err
+	}
 	if b.adopt {
 		bs, err := m.verifyInPlace(b)
 		if err == nil {
 			m.log.printf("%s: verified the copy in place", name)
-			b.status = StatusUpToDate
 			if err := m.st.setBuild(b.rel, bs); err != nil {
-				b.status, b.err = StatusFailed, err
+				return 0, err
 			}
-			return
+			b.extrasOnly = true
+		} else {
+			m.log.printf("%s: the copy in place does not verify (%v); fetching it again", name, err)
 		}
-		m.log.printf("%s: the copy in place does not verify (%v); fetching it again", name, err)
 	}
-	n, err := m.fetchBuild(ctx, b, name)
-	b.bytes = n
-	if err != nil {
-		if ctx.Err() != nil {
-			// Not the build's fault: it is resumed by the next run.
-			b.status = StatusToFetch
-			return
-		}
-		b.status, b.err = StatusFailed, err
-		m.errs.printf("FAILED %s: %s", name, oneLine(err))
-		return
+	if b.extrasOnly {
+		return m.completeExtras(ctx, c, b, m.st.get(b.rel))
 	}
-	b.status = StatusFetched
-	m.log.printf("%s: in place (%s)", name, humanBytes(n))
+	return m.fetchBuild(ctx, c, b, name)
+}
+
+// buildClient is a client of the source for one build's downloads, whose
+// progress lines carry the build's name.
+func (m *run) buildClient(name string) (*fetch.Client, error) {
+	opts := m.o.Source
+	if opts.Progress != nil {
+		raw := opts.ProgressTerminal && m.o.Jobs == 1
+		opts.Progress = &prefixed{log: m.log, prefix: name + ": ", raw: raw}
+		opts.ProgressTerminal = raw
+	}
+	return fetch.New(opts)
 }
 
 // stageDir is the build's private download directory in WorkDir, named
@@ -123,20 +149,10 @@ func (m *run) stageDir(rel string) string {
 
 // fetchBuild downloads and verifies a build in its stage, then renames the
 // stage into place. It returns the bytes downloaded.
-func (m *run) fetchBuild(ctx context.Context, b *build, name string) (int64, error) {
+func (m *run) fetchBuild(ctx context.Context, c *fetch.Client, b *build, name string) (int64, error) {
 	stage := m.stageDir(b.rel)
 	if err := os.MkdirAll(stage, 0o700); err != nil {
 		return 0, fmt.Errorf("stage: %w", err)
-	}
-	opts := m.o.Source
-	if opts.Progress != nil {
-		raw := opts.ProgressTerminal && m.o.Jobs == 1
-		opts.Progress = &prefixed{log: m.log, prefix: name + ": ", raw: raw}
-		opts.ProgressTerminal = raw
-	}
-	c, err := fetch.New(opts)
-	if err != nil {
-		return 0, err
 	}
 	before := stagedBytes(stage)
 	m.log.printf("%s: fetching %s", name, b.entry.File(""))
@@ -170,6 +186,19 @@ func (m *run) fetchBuild(ctx context.Context, b *build, name string) (int64, err
 		sum := sha256.Sum256(data)
 		bs.Files[file] = hex.EncodeToString(sum[:])
 	}
+	if len(b.extras) > 0 {
+		var sums map[string]string
+		if len(ev.SHA256SUMS) > 0 {
+			if sums, err = fetch.ParseSHA256SUMS(ev.SHA256SUMS); err != nil {
+				return got, err
+			}
+		}
+		n, err := m.fetchExtras(ctx, c, b.extras, stage, sums, bs)
+		got += n
+		if err != nil {
+			return got, err
+		}
+	}
 	if err := m.putInPlace(stage, b.rel, bs); err != nil {
 		return got, err
 	}
@@ -202,6 +231,14 @@ func (m *run) putInPlace(stage, rel string, bs *buildState) error {
 		return fmt.Errorf("stage: %w", err)
 	}
 	for _, e := range ents {
+		if bs.Files[e.Name()] == "" {
+			// A partial download of a file this build does not have
+			// (any more): never published.
+			if err := os.RemoveAll(filepath.Join(stage, e.Name())); err != nil {
+				return fmt.Errorf("stage: %w", err)
+			}
+			continue
+		}
 		if !e.Type().IsRegular() {
 			return fmt.Errorf("stage: unexpected %s", e.Name())
 		}

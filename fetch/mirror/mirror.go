@@ -87,6 +87,11 @@ type Options struct {
 	// Jobs is how many builds download at once (DefaultJobs when zero or
 	// less).
 	Jobs int
+	// Incus also mirrors the files Incus and LXD take for a container
+	// (incus.tar.xz, lxd.tar.xz, the squashfs and its deltas) as the
+	// source's streams list them, verified by the signed SHA256SUMS or the
+	// signed streams. Virtual machine disks are not mirrored.
+	Incus bool
 	// SignKey, when set, makes the run publish indexes and streams of
 	// its own, listing only the mirrored builds, signed with this key
 	// (see fetch.ReadSigningKey).
@@ -202,6 +207,9 @@ type run struct {
 	now    time.Time
 	st     *state
 	unlock func()
+	// signedStreams is set when the source's streams verified with the
+	// keyring: their sha256 then vouch for the files they list.
+	signedStreams bool
 }
 
 func newRun(o Options) (*run, error) {
@@ -276,7 +284,13 @@ func (m *run) run(ctx context.Context) error {
 	if err := m.checkRollback(src); err != nil {
 		return err
 	}
+	m.signedStreams = src.streams != nil && src.streams.Signed
 	builds := selectBuilds(src, m.o.Filters, m.o.Keep)
+	if m.o.Incus {
+		if err := m.attachExtras(src, builds); err != nil {
+			return err
+		}
+	}
 	if len(builds) == 0 {
 		m.log.printf("No image of the source matches the filters")
 	}

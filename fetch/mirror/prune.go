@@ -140,8 +140,11 @@ func (m *run) dryRun(src *source, builds []*build) error {
 		name := imageName(b.image) + " " + b.entry.Build
 		switch b.status {
 		case StatusToFetch:
-			if b.rootfs != nil {
+			if b.rootfs != nil && !b.extrasOnly {
 				b.bytes = b.rootfs.Size
+			}
+			for _, e := range m.missingExtras(b, m.st.Builds[b.rel]) {
+				b.bytes += e.size
 			}
 			what := "Would fetch"
 			if b.adopt {

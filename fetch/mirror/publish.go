@@ -53,7 +53,7 @@ func (m *run) metadata(src *source, builds []*build, present func(rel string) bo
 	}
 	var missing []string
 	for _, b := range builds {
-		if b.rel == "" || !present(b.rel) {
+		if b.rel == "" || b.status == StatusFailed || !present(b.rel) {
 			missing = append(missing, imageName(b.image)+" "+b.entry.Build)
 		}
 	}
@@ -132,8 +132,16 @@ func (m *run) ownMetadata(src *source, builds []*build, present func(rel string)
 	listed := map[string]bool{}
 	for _, b := range builds {
 		mirrored[b.image] = true
-		if b.rel != "" && present(b.rel) {
-			listed[compat.ProductKey(b.image.Dist, b.image.Release, b.image.Arch, b.image.Variant)+" "+b.entry.Build] = true
+		if b.rel == "" || !present(b.rel) {
+			continue
+		}
+		key := compat.ProductKey(b.image.Dist, b.image.Release, b.image.Arch, b.image.Variant) + " " + b.entry.Build
+		listed[key+" "] = true
+		bs := m.st.get(b.rel)
+		for _, e := range b.extras {
+			if bs != nil && bs.Files[e.name] == e.sha256 {
+				listed[key+" "+e.item] = true
+			}
 		}
 	}
 	sign := func(rel string, data []byte) ([]byte, error) {
@@ -154,7 +162,8 @@ func (m *run) ownMetadata(src *source, builds []*build, present func(rel string)
 	var files []pubFile
 	if src.streams != nil {
 		index, images, err := compat.SelectStreams(src.streams.IndexData, src.streams.ImagesData, func(product, build, item, ftype string) bool {
-			return ftype == compat.RootfsFileType && listed[product+" "+build]
+			key := product + " " + build + " "
+			return listed[key] && (ftype == compat.RootfsFileType || listed[key+item])
 		})
 		if err != nil {
 			return nil, fmt.Errorf("rewrite the streams: %w", err)

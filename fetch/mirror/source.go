@@ -169,6 +169,10 @@ type build struct {
 	// adopt: a directory is there that this mirror has no record of: it
 	// is verified before it counts.
 	adopt bool
+	// extras are the Incus files of the build (Options.Incus); with
+	// extrasOnly, the build is in place but lacks some of them.
+	extras     []extraFile
+	extrasOnly bool
 }
 
 // selectBuilds picks the builds to mirror: for every image that has a

@@ -105,6 +105,13 @@ func (st *state) setBuild(rel string, bs *buildState) error {
 	return st.save()
 }
 
+// get is the record of a build directory, nil if none.
+func (st *state) get(rel string) *buildState {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.Builds[rel]
+}
+
 // openWork makes the destination and the private work directory and takes
 // the mirror's lock: one run at a time per destination.
 func (m *run) openWork() error {

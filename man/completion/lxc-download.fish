@@ -95,6 +95,7 @@ complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l keep -r -
 complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l prune -d 'Remove the builds no published file names, after their grace period'
 complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l prune-grace -r -d 'Keep a build no published file names for DURATION before --prune removes it (0: no wait)'
 complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l dry-run -d 'Say what would be fetched, published and pruned, and change nothing'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l incus -d 'Also mirror the files Incus and LXD take for containers (not virtual machine disks)'
 complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -l sign-key -r -d 'Publish indexes and streams of only the mirrored images, signed with this secret key FILE'
 complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l jobs -r -d 'Download N builds at once'
 complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l quiet -s q -d 'Print only failures and the summary'
