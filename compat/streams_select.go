@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 )
 
 // SelectStreams rewrites a simplestreams index and image catalogue to the
@@ -119,13 +118,19 @@ func BuildFiles(images []byte) (map[string][]StreamsFile, error) {
 			if b == nil {
 				continue
 			}
+			// In item order; sorting the names, not the files, needs
+			// no sort code of its own in the binary.
+			names := make([]string, 0, len(b.Items))
+			for name := range b.Items {
+				names = append(names, name)
+			}
+			slices.Sort(names)
 			var files []StreamsFile
-			for name, it := range b.Items {
-				if f, ok := streamsFile(name, it); ok {
+			for _, name := range names {
+				if f, ok := streamsFile(name, b.Items[name]); ok {
 					files = append(files, f)
 				}
 			}
-			slices.SortFunc(files, func(a, b StreamsFile) int { return strings.Compare(a.Item, b.Item) })
 			out[key+" "+id] = files
 		}
 	}

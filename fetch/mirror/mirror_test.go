@@ -195,3 +195,25 @@ func TestSummary(t *testing.T) {
 		t.Errorf("summary %q\nwant    %q", got, want)
 	}
 }
+
+// TestPrefixedLines: progress lines of downloads running at once reach
+// the log whole, each with its build's name; a bar passes as it is.
+func TestPrefixedLines(t *testing.T) {
+	var out strings.Builder
+	log := newLineLog(&out)
+	a := &prefixed{log: log, prefix: "a: "}
+	b := &prefixed{log: log, prefix: "b: "}
+	a.Write([]byte("rootfs.tar.xz: 25%"))
+	b.Write([]byte("rootfs.tar.xz: 50% of 1 MiB\nmeta"))
+	a.Write([]byte(" of 2 MiB\n"))
+	b.Write([]byte(".tar.xz: done\n"))
+	if want := "b: rootfs.tar.xz: 50% of 1 MiB\na: rootfs.tar.xz: 25% of 2 MiB\nb: meta.tar.xz: done\n"; out.String() != want {
+		t.Errorf("log %q\nwant %q", out.String(), want)
+	}
+	out.Reset()
+	bar := &prefixed{log: log, prefix: "c: ", raw: true}
+	bar.Write([]byte("\r[====>   ] 50%"))
+	if out.String() != "\r[====>   ] 50%" {
+		t.Errorf("bar %q", out.String())
+	}
+}
