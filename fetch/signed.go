@@ -69,9 +69,6 @@ type SignedFile struct {
 	SignedAt time.Time
 }
 
-// MaxIndexSize is the most bytes FetchSignedFile takes for a file.
-const MaxIndexSize = maxIndexSize
-
 // FetchSignedFile downloads path and path.asc from the primary server and
 // verifies the signature with the keyring, as FetchIndex does for the
 // index it picks (a pair that does not match is read once more), but for
@@ -93,15 +90,6 @@ func (c *Client) FetchSignedFile(ctx context.Context, path string) (*SignedFile,
 
 // IsNotFound reports whether err is the server's 404 or 410 answer.
 func IsNotFound(err error) bool { return isNotFound(err) }
-
-// VerifyDetachedAt is VerifyDetached that also returns when the signature
-// says it was made, judging the key at now (time.Now when nil).
-func VerifyDetachedAt(kr openpgp.EntityList, name string, data, sig []byte, now func() time.Time) (time.Time, error) {
-	if now == nil {
-		now = time.Now
-	}
-	return verifyDetached(kr, name, data, sig, now)
-}
 
 // FetchFileSHA256 downloads path from the server (a mirror it redirects
 // to included) into dir/name, as FetchImage downloads an image's files:
