@@ -45,15 +45,24 @@ func TestIndexPairReadAgain(t *testing.T) {
 				t.Fatal(err)
 			}
 			old, _ := r.srv.Get(c.path)
-			// The new file is there, its signature not yet: it comes
-			// as soon as the client has asked for the old one.
+			// The new file is there, its signature not yet; the old file
+			// is back (its signature matching again) as soon as the
+			// client has been answered both.
 			r.srv.Set(c.path, append(bytes.Clone(old), '\n'))
-			n := len(r.srv.RequestsFor(c.sigPath))
+			n, nData := len(r.srv.RequestsFor(c.sigPath)), len(r.srv.RequestsFor(c.path))
+			answered := func(p string, after int) bool {
+				for _, q := range r.srv.RequestsFor(p)[after:] {
+					if q.Status != 0 {
+						return true
+					}
+				}
+				return false
+			}
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
 				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-					if len(r.srv.RequestsFor(c.sigPath)) > n {
+					if answered(c.sigPath, n) && answered(c.path, nData) {
 						r.srv.Set(c.path, old)
 						return
 					}
