@@ -42,6 +42,7 @@ func newApp(s IO) *cli.App {
 		listCommand(s),
 		cacheCommand(s),
 		localCommand(s),
+		mirrorCommand(s),
 		versionCommand(s),
 		helpCommand(app),
 	}

@@ -110,7 +110,7 @@ func TestGetoptFormsCreate(t *testing.T) {
 // the first argument; anywhere else it is a template run's error.
 func TestStrayPositional(t *testing.T) {
 	e := newEnv(t)
-	for _, word := range []string{"list", "cache", "local", "version", "help"} {
+	for _, word := range []string{"list", "cache", "local", "mirror", "version", "help"} {
 		r := e.run(append(e.image(), word)...)
 		e.mustFail(r, fmt.Sprintf("unexpected argument %q", word))
 		if !strings.Contains(r.stderr, "LXC container image downloader") {
@@ -124,7 +124,7 @@ func TestStrayPositional(t *testing.T) {
 
 func TestUnknownCommand(t *testing.T) {
 	e := newEnv(t)
-	e.mustFail(e.runRaw("lsit"), `unknown command "lsit" (commands: list, cache, local, version, help; a template run takes options only)`)
+	e.mustFail(e.runRaw("lsit"), `unknown command "lsit" (commands: list, cache, local, mirror, version, help; a template run takes options only)`)
 	e.mustFail(e.runRaw("cache"), "lxc-download cache needs a command: list, verify, prune, flush")
 	e.mustFail(e.runRaw("cache", "lsit"), `unknown command "lsit" for lxc-download cache`)
 	e.mustFail(e.runRaw("cache", "--all"), "lxc-download cache takes a command first")

@@ -16,7 +16,7 @@ var completionCases = []struct {
 	line string
 	want []string
 }{
-	{"lxc-download ", []string{"list", "cache", "local", "version", "help"}},
+	{"lxc-download ", []string{"list", "cache", "local", "mirror", "version", "help"}},
 	{"lxc-download ca", []string{"cache"}},
 	{"lxc-download cache ", []string{"list", "verify", "prune", "flush", "export", "import"}},
 	{"lxc-download cache flush --d", []string{"--dist", "--dry-run"}},

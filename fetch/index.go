@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	pathpkg "path"
 	"time"
@@ -65,29 +66,40 @@ func (c *Client) FetchIndex(ctx context.Context, mode compat.Mode) (*IndexResult
 // FetchIndex would, with its new validators. A nil have is FetchIndex.
 func (c *Client) FetchIndexIf(ctx context.Context, mode compat.Mode, have Validators) (r *IndexResult, notModified bool, err error) {
 	base := "/meta/1.0/index-" + string(mode)
-	path := fmt.Sprintf("%s.%d", base, compat.Level)
-	files := c.indexFiles(path)
-	got, notModified, err := c.getListing(ctx, files, have)
-	if isNotFound(err) {
-		path = base
-		files = c.indexFiles(path)
-		got, notModified, err = c.getListing(ctx, files, have)
+	for attempt := 0; ; attempt++ {
+		path := fmt.Sprintf("%s.%d", base, compat.Level)
+		files := c.indexFiles(path)
+		got, notModified, err := c.getListing(ctx, files, have)
+		if isNotFound(err) {
+			path = base
+			files = c.indexFiles(path)
+			got, notModified, err = c.getListing(ctx, files, have)
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if notModified {
+			return nil, true, nil
+		}
+		r = &IndexResult{Path: path, Data: got[0].data, Validators: validatorsFor(files, got)}
+		if len(got) > 1 {
+			r.Signature = got[1].data
+		}
+		r, err = c.VerifyIndex(r)
+		if err == nil {
+			return r, false, nil
+		}
+		// A pair that straddled a mirror's switch of the two files is
+		// read once more (see fetchSignedPair); a bad one fails twice.
+		if attempt > 0 || !errors.Is(err, ErrInvalidSignature) {
+			return nil, false, err
+		}
+		c.verbose("%s and its signature do not match; reading both again (the server may have been replacing them)", c.urlFor(path))
+		if serr := sleep(ctx, c.o.RetryWait); serr != nil {
+			return nil, false, err
+		}
+		have = nil
 	}
-	if err != nil {
-		return nil, false, err
-	}
-	if notModified {
-		return nil, true, nil
-	}
-	r = &IndexResult{Path: path, Data: got[0].data, Validators: validatorsFor(files, got)}
-	if len(got) > 1 {
-		r.Signature = got[1].data
-	}
-	r, err = c.VerifyIndex(r)
-	if err != nil {
-		return nil, false, err
-	}
-	return r, false, nil
 }
 
 // indexFiles are the files of the index at path: the index and, with

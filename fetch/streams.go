@@ -93,20 +93,7 @@ func (c *Client) maybeSignedFile(ctx context.Context, path string, limit int64) 
 		data, err = c.getSmall(ctx, path, limit)
 		return data, nil, time.Time{}, err
 	}
-	got := c.getSmallAll(ctx, []smallFile{{path, limit}, {path + compat.StreamsSignatureSuffix, maxSignatureSize}})
-	if data, err = got[0].data, got[0].err; err != nil {
-		return nil, nil, time.Time{}, err
-	}
-	switch sig, err = got[1].data, got[1].err; {
-	case isNotFound(err):
-		return data, nil, time.Time{}, nil
-	case err != nil:
-		return nil, nil, time.Time{}, err
-	}
-	if signedAt, err = verifyDetached(c.o.Keyring, pathpkg.Base(path), data, sig, c.o.now); err != nil {
-		return nil, nil, time.Time{}, err
-	}
-	return data, sig, signedAt, nil
+	return c.fetchSignedPair(ctx, path, path+compat.StreamsSignatureSuffix, limit, true)
 }
 
 // BuildSums downloads the SHA256SUMS of entry's build directory from the

@@ -3,7 +3,7 @@
 
 function __fish_lxc-download_no_subcommand --description 'Test if there has been any subcommand yet'
     for i in (commandline -opc)
-        if contains -- $i list cache list verify prune flush export import local version help
+        if contains -- $i list cache list verify prune flush export import local mirror version help
             return 1
         end
     end
@@ -113,6 +113,32 @@ complete -c lxc-download -n '__fish_seen_subcommand_from local' -l path -r -d 'T
 complete -c lxc-download -n '__fish_seen_subcommand_from local' -l rootfs -r -d 'The path to the container\'s rootfs (alone: unpack the image there, write no LXC config)'
 complete -c lxc-download -n '__fish_seen_subcommand_from local' -f -l mapped-uid -r -d 'A uid map (user namespaces)'
 complete -c lxc-download -n '__fish_seen_subcommand_from local' -f -l mapped-gid -r -d 'A gid map (user namespaces)'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l help -s h -d 'show help'
+complete -r -c lxc-download -n '__fish_lxc-download_no_subcommand' -a 'mirror' -d 'Copy images from an image server into a directory a web server can serve'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l dist -s d -r -d 'Only the distribution DIST (repeatable: any of them)'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l release -s r -r -d 'Only the release RELEASE (repeatable)'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l arch -s a -r -d 'Only the architecture ARCH (repeatable)'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l variant -r -d 'Only the variant VARIANT (repeatable)'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l keep -r -d 'Mirror the newest N builds of each image that the source still offers'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l prune -d 'Remove the builds no published file names, after their grace period'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l prune-grace -r -d 'Keep a build no published file names for DURATION before --prune removes it (0: no wait)'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l dry-run -d 'Say what would be fetched, published and pruned, and change nothing'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l incus -d 'Also mirror the files Incus and LXD take for containers (not virtual machine disks)'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -l sign-key -r -d 'Publish indexes and streams of only the mirrored images, signed with this secret key FILE'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l jobs -r -d 'Download N builds at once'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l quiet -s q -d 'Print only failures and the summary'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l format -r -d 'Output format: text|json'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l server -r -d 'Image server'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l keyid -r -d 'Fingerprint of the key that must have signed the images (default: the image server\'s built-in key)'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l keyserver -r -d 'Keyserver to fetch --keyid from (hkp://, hkps:// or https://). Environment: DOWNLOAD_KEYSERVER'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -l keyring -r -d 'OpenPGP public keys (armored or binary) to trust'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -l ca-cert -r -d 'Certificate authorities (PEM) to trust for HTTPS instead of the system\'s'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l nameserver -r -d 'DNS servers to use (default: the system\'s, else Android\'s net.dns1/net.dns2). Environment: DOWNLOAD_NAMESERVER'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l verbose -d 'Print more information about what is happening'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l max-index-age -r -d 'Refuse an index signed longer ago (default: 14d; off: any age)'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l max-rootfs-size -r -d 'Largest rootfs.tar.xz to download (default: 8G)'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l max-meta-size -r -d 'Largest meta.tar.xz to download (default: 64M)'
+complete -c lxc-download -n '__fish_seen_subcommand_from mirror' -f -l keep-free -r -d 'Free space a download leaves (default: the lesser of 256M and 5% of the filesystem; off: none)'
 complete -c lxc-download -n '__fish_seen_subcommand_from version' -f -l help -s h -d 'show help'
 complete -r -c lxc-download -n '__fish_lxc-download_no_subcommand' -a 'version' -d 'Print the version, commit, Go version, built-in key and compat level'
 complete -c lxc-download -n '__fish_seen_subcommand_from version' -f -l format -r -d 'Output format: text|json'

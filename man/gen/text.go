@@ -77,6 +77,7 @@ status and listing layout. A command
 .RB ( list ,
 .BR cache ,
 .BR local ,
+.BR mirror ,
 .BR version ,
 .BR help )
 is recognised only as the first argument, and a template run takes no
@@ -334,6 +335,13 @@ const trailer = `.SH FILES
 The cached image: rootfs.tar.xz, the unpacked meta files and build_id.
 A cached copy is used until the image's own expiry, and never longer than
 30 days after it was fetched.
+.TP
+.I DEST/.lxc-download-mirror/
+What
+.B mirror
+keeps for DEST: its record of the builds it published, its lock, and
+partial downloads for the next run to resume. Mode 0700; the web server
+serving DEST must not serve it (refuse paths that start with a dot).
 .SH EXIT STATUS
 0 on success. On failure, after one line
 .B ERROR: ...
@@ -374,6 +382,7 @@ lxc-download --rootfs /srv/chroot/bookworm -d debian -r bookworm
 lxc-create -t local -n c2 -- -m meta.tar.xz -f rootfs.tar.zst
 lxc-download cache list
 lxc-download cache prune --older-than 14d
+lxc-download mirror -d debian -d ubuntu -a amd64 --keep 2 --prune /srv/images
 .fi
 .SH SEE ALSO
 .BR lxc-create (1),
