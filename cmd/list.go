@@ -106,36 +106,12 @@ func (r *run) listImages(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Several servers are tried in order for the index first; one server
-	// is asked for both at once: each is a round trip or two.
-	var c *fetch.Client
-	var first *fetch.IndexResult
-	if len(r.o.Servers) > 1 {
-		c, first, err = r.indexFrom(ctx)
-	} else {
-		c, err = r.fetchClient(ctx)
-	}
+	got, err := r.listing(ctx, true)
 	if err != nil {
 		return err
 	}
-	type indexResult struct {
-		res *fetch.IndexResult
-		err error
-	}
-	indexDone := make(chan indexResult, 1)
-	go func() {
-		if first != nil {
-			indexDone <- indexResult{first, nil}
-			return
-		}
-		res, err := c.FetchIndex(ctx, r.mode)
-		indexDone <- indexResult{res, err}
-	}()
-	streams, streamsErr := c.FetchStreams(ctx)
-	ix := <-indexDone
-	if ix.err != nil {
-		return ix.err
-	}
+	ix := struct{ res *fetch.IndexResult }{got.index}
+	streams, streamsErr := got.streams, got.streamsErr
 	var rows []compat.ListRow
 	switch {
 	case streamsErr == nil:
@@ -175,7 +151,7 @@ func isNotFound(err error) bool {
 // image server, for the commands that read one.
 func serverFlags() []cli.Flag {
 	var flags []cli.Flag
-	for _, name := range []string{"server", "keyid", "keyserver", "keyring", "no-validate", "ca-cert", "nameserver", "verbose"} {
+	for _, name := range []string{"server", "keyid", "keyserver", "keyring", "no-validate", "ca-cert", "nameserver", "4", "6", "verbose", "index-ttl"} {
 		flags = append(flags, templateFlag(name))
 	}
 	return flags

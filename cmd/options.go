@@ -87,6 +87,7 @@ type Options struct {
 	DiskReserve    int64         // free bytes a download leaves; negative: none
 	MemoryBudget   int64         // bytes of decoded xz data in flight at most
 	ExactBuild     bool          // never fall back to an older build when the index's is gone
+	IndexTTL       time.Duration // a listing reuses what it read this recently; negative: never
 
 	// Set by lxc-create.
 	Name, Path, Rootfs   string
@@ -175,6 +176,8 @@ var templateOptions = []templateOption{
 		Usage: "Largest rootfs.tar.xz to download (default: 8G)"}},
 	{arg: "size", flag: &cli.StringFlag{Name: "max-meta-size", Category: sectionOptional,
 		Usage: "Largest meta.tar.xz to download (default: 64M)"}},
+	{arg: "duration", flag: &cli.StringFlag{Name: "index-ttl", Category: sectionOptional,
+		Usage: "How long a listing reuses the index it read last\nwithout asking the server (default: 5m; off: ask)"}},
 	{flag: &cli.BoolFlag{Name: "exact-build", Category: sectionOptional,
 		Usage: "Fail rather than use an older build when the\nserver has lost the files of the index's build"}},
 	{arg: "size", flag: &cli.StringFlag{Name: "memory-budget", Category: sectionOptional,
@@ -354,6 +357,9 @@ func optionsFrom(c flagValues, s IO) (Options, error) {
 	}
 	o.AllowDowngrade = c.Bool("allow-downgrade")
 	o.ExactBuild = c.Bool("exact-build")
+	if o.IndexTTL, err = parseDuration("index-ttl", c.String("index-ttl"), true); err != nil {
+		return o, err
+	}
 	if o.MaxIndexAge, err = parseDuration("max-index-age", c.String("max-index-age"), true); err != nil {
 		return o, err
 	}

@@ -179,11 +179,11 @@ func (r *run) serverArch() {
 
 // list prints the index, filtered by what the options name.
 func (r *run) list(ctx context.Context) (*compat.Index, error) {
-	_, res, err := r.indexFrom(ctx)
+	got, err := r.listing(ctx, false)
 	if err != nil {
 		return nil, err
 	}
-	ix := res.Index
+	ix := got.index.Index
 	q := compat.Query{Dist: r.o.Dist, Release: r.o.Release, Arch: r.o.Arch}
 	if r.o.VariantSet {
 		q.Variant = r.o.Variant

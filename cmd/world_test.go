@@ -290,3 +290,48 @@ func TestSeveralServers(t *testing.T) {
 	r = e.run(append(image, "--flush-cache", "--server", behind.Host, "--server", e.srv.Host)...)
 	e.mustFail(r, "older than build "+fetchtest.DefaultImage().Build)
 }
+
+// TestListingCache: a listing keeps what it read: a second one soon after
+// asks nothing, a later one asks on condition (304: no body again), and one
+// when the server cannot be reached lists the copy with a warning.
+func TestListingCache(t *testing.T) {
+	e := newEnv(t)
+	if err := e.srv.EnableStreams(fetchtest.StreamsOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	list := func(extra ...string) result {
+		return e.runRaw(append([]string{"list", "--server", e.srv.Host, "--keyring", e.srv.KeyFile, "--format", "csv"}, extra...)...)
+	}
+	first := list()
+	if first.code != 0 || !strings.Contains(first.stdout, "debian") {
+		t.Fatalf("%s", first)
+	}
+	before := len(e.srv.Requests())
+	if r := list(); r.code != 0 || r.stdout != first.stdout {
+		t.Errorf("second listing:\n%s", r)
+	}
+	if n := len(e.srv.Requests()) - before; n != 0 {
+		t.Errorf("a listing within --index-ttl asked the server %d times", n)
+	}
+	before = len(e.srv.Requests())
+	if r := list("--index-ttl", "off"); r.code != 0 || r.stdout != first.stdout {
+		t.Errorf("conditional listing:\n%s\nwant stdout\n%s", r, first.stdout)
+	}
+	for _, q := range e.srv.Requests()[before:] {
+		if q.Status != 304 {
+			t.Errorf("%s answered %d, want 304 Not Modified", q.Path, q.Status)
+		}
+	}
+	e.srv.SetHTTPSDown(true)
+	r := list("--index-ttl", "off")
+	if r.code != 0 || r.stdout != first.stdout || len(stderrLines(r, "WARNING: The image server cannot be reached", "listing the copy read")) != 1 {
+		t.Errorf("listing with the server down:\n%s", r)
+	}
+	// The template's --list keeps its copy too, and its output is as ever.
+	e.srv.SetHTTPSDown(false)
+	tl := e.runRaw("--list", "--server", e.srv.Host, "--keyring", e.srv.KeyFile)
+	e.srv.SetHTTPSDown(true)
+	if r := e.runRaw("--list", "--server", e.srv.Host, "--keyring", e.srv.KeyFile, "--index-ttl", "off"); r.code != 0 || r.stdout != tl.stdout {
+		t.Errorf("--list with the server down:\n%s\nwant stdout\n%s", r, tl.stdout)
+	}
+}

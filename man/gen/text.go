@@ -277,6 +277,15 @@ announced size is refused before reading, a longer body is cut off (a mirror
 is then replaced by the main server).
 `,
 	"max-meta-size": "As \\-\\-max\\-rootfs\\-size, for the meta tarball.\n",
+	"index-ttl": `A listing
+.RB ( \-\-list ,
+.BR list )
+keeps the index and simplestreams it read in the cache, with their ETag
+and Last-Modified: within this time it lists from them without asking the
+server; after it, it asks the server on condition that they changed; and
+when the server cannot be reached, it lists from them with a warning giving
+their age. They are verified again every time.
+`,
 	"exact-build": `The index sometimes names a build whose files the server (or every mirror)
 does not have yet, or no longer. A run then uses the newest older build the
 server still retains (from its simplestreams) that verifies, and no older
