@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lxc/lxc-download/cache/xzpar"
 	"github.com/lxc/lxc-download/compat"
 )
 
@@ -222,6 +223,17 @@ type RootfsReader struct {
 
 // Size is the tarball's recorded size, for progress.
 func (r *RootfsReader) Size() int64 { return r.size }
+
+// Unpacked is the size of the tar the tarball holds, from its xz index (a
+// few reads at its end, apart from the sequential read): what unpacking
+// it needs on disk, near enough, for a check of the free space before it.
+func (r *RootfsReader) Unpacked() (int64, error) {
+	info, err := xzpar.Stat(r.f, r.size)
+	if err != nil {
+		return 0, fmt.Errorf("cached rootfs %s: %w", r.path, err)
+	}
+	return info.Size, nil
+}
 
 // Read implements io.Reader.
 func (r *RootfsReader) Read(p []byte) (int, error) {

@@ -490,6 +490,24 @@ func (r *run) download(ctx context.Context, st *store, c *fetch.Client, entry co
 	return img, nil
 }
 
+// roomFor refuses to unpack the tarball into dir, before anything is
+// written, when dir's filesystem has less free space than the tar it
+// holds: better said at once than at 90%.
+func roomFor(dir string, rootfs *cache.RootfsReader) error {
+	need, err := rootfs.Unpacked()
+	if err != nil {
+		return nil // the unpack says what is wrong with the tarball
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return nil
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < need {
+		return fmt.Errorf("unpack rootfs: %s has %d MB free, and the image unpacks to %d MB: %w", filepath.Dir(dir), free>>20, need>>20, unix.ENOSPC)
+	}
+	return nil
+}
+
 // unpackInto unpacks the image's rootfs into a new private stage for the
 // target and returns it; the rootfs is verified as it is read.
 func (r *run) unpackInto(ctx context.Context, img *image) (*cache.RootfsStage, error) {
@@ -500,6 +518,10 @@ func (r *run) unpackInto(ctx context.Context, img *image) (*cache.RootfsStage, e
 	}
 	rs, err := cache.NewRootfsStage(r.o.Rootfs)
 	if err != nil {
+		return nil, err
+	}
+	if err := roomFor(rs.Dir, img.rootfs); err != nil {
+		rs.Discard()
 		return nil, err
 	}
 	var excludes []string

@@ -335,3 +335,21 @@ func TestListingCache(t *testing.T) {
 		t.Errorf("--list with the server down:\n%s\nwant stdout\n%s", r, tl.stdout)
 	}
 }
+
+// TestRoomCheckedFirst: a rootfs whose filesystem cannot hold the image is
+// refused before anything is unpacked, saying how much it has and needs.
+func TestRoomCheckedFirst(t *testing.T) {
+	needRoot(t, "a small tmpfs is mounted for the rootfs")
+	e := newBigEnv(t)
+	mustSucceedBig := e.run(e.image()...)
+	if mustSucceedBig.code != 0 {
+		t.Fatalf("first create:\n%s", mustSucceedBig)
+	}
+	e.newContainer("c2")
+	mountTmpfs(t, e.rootfs, "1m")
+	r := e.run(e.image()...)
+	e.mustFail(r, "MB free, and the image unpacks to")
+	if r.code != 6 {
+		t.Errorf("exit status %d, want 6 (a local problem)", r.code)
+	}
+}
