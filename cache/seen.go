@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"regexp"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lxc/lxc-download/compat"
 )
 
 // Seen is what the store remembers of an image from one server: the newest
@@ -146,11 +147,6 @@ func readSeen(parent storeDir, name string, t trust) (seenFile, error) {
 	return f, nil
 }
 
-// buildPattern is the form of the build ids of images.linuxcontainers.org
-// and distrobuilder, YYYYMMDD_HH:MM (UTC): compared as strings, they
-// compare as times.
-var buildPattern = regexp.MustCompile(`^[0-9]{8}_[0-9]{2}:[0-9]{2}$`)
-
 // validBuild reports whether a build id can be stored: not empty, no
 // control characters.
 func validBuild(b string) bool {
@@ -169,7 +165,9 @@ func validBuild(b string) bool {
 // the form YYYYMMDD_HH:MM compare as strings; builds of another form
 // cannot be ordered, and are never older.
 func buildBefore(a, b string) bool {
-	return buildPattern.MatchString(a) && buildPattern.MatchString(b) && a < b
+	// Ids of the form of images.linuxcontainers.org and distrobuilder,
+	// YYYYMMDD_HH:MM (UTC), compare as times when compared as strings.
+	return compat.ValidBuildID(a) && compat.ValidBuildID(b) && a < b
 }
 
 // ErrDowngrade is the error of an index or build older than one seen

@@ -129,7 +129,17 @@ type Filters []Filter
 // Incus's names of arch and build.
 var FilterKeys = []string{"name", "dist", "release", "arch", "variant", "build", "os", "release_title", "alias"}
 
-var filterKeySynonyms = map[string]string{"architecture": "arch", "serial": "build"}
+// filterKeySynonym is the key Incus's name for it stands for ("" for
+// none): a switch, as no package here builds a map at start-up.
+func filterKeySynonym(key string) string {
+	switch key {
+	case "architecture":
+		return "arch"
+	case "serial":
+		return "build"
+	}
+	return ""
+}
 
 // streamsOnlyKeys are the filter keys the LXC index has no values for.
 var streamsOnlyKeys = []string{"os", "release_title", "alias"}
@@ -155,7 +165,7 @@ func ParseFilters(args []string) (Filters, error) {
 			out = append(out, f)
 			continue
 		}
-		if k, ok := filterKeySynonyms[key]; ok {
+		if k := filterKeySynonym(key); k != "" {
 			key = k
 		}
 		if !slices.Contains(FilterKeys, key) {
