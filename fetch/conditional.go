@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	pathpkg "path"
@@ -159,6 +160,23 @@ func (c *Client) streamsFiles(path string, limit int64) []listingFile {
 // FetchStreams would, with their validators. A nil have downloads
 // everything.
 func (c *Client) FetchStreamsIf(ctx context.Context, have Validators) (r *StreamsResult, notModified bool, err error) {
+	for attempt := 0; ; attempt++ {
+		r, notModified, err = c.fetchStreamsIf(ctx, have)
+		// Files and signatures that straddled a mirror's switch are read
+		// once more (see fetchSignedPair); a bad one fails twice.
+		if err == nil || attempt > 0 || !errors.Is(err, ErrInvalidSignature) {
+			return r, notModified, err
+		}
+		c.verbose("%s and its signatures do not match; reading both again (the server may have been replacing them)", c.urlFor("/"+compat.StreamsIndexPath))
+		if serr := sleep(ctx, c.o.RetryWait); serr != nil {
+			return nil, false, err
+		}
+		have = nil
+	}
+}
+
+// fetchStreamsIf is one reading of FetchStreamsIf.
+func (c *Client) fetchStreamsIf(ctx context.Context, have Validators) (r *StreamsResult, notModified bool, err error) {
 	indexPath := "/" + compat.StreamsIndexPath
 	indexFiles := c.streamsFiles(indexPath, compat.MaxStreamsIndexSize)
 	indexGot, indexSame, err := c.askListing(ctx, indexFiles, have)

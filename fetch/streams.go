@@ -3,7 +3,6 @@ package fetch
 import (
 	"context"
 	"fmt"
-	pathpkg "path"
 	"time"
 
 	"github.com/lxc/lxc-download/compat"
@@ -42,58 +41,8 @@ type StreamsResult struct {
 // verify is an error, never a reason to go on unsigned. A server without
 // simplestreams answers with a *StatusError of code 404 (IsNotFound).
 func (c *Client) FetchStreams(ctx context.Context) (*StreamsResult, error) {
-	res := &StreamsResult{}
-	var err error
-	var indexSigned, imagesSigned time.Time
-	res.IndexData, res.IndexSig, indexSigned, err = c.maybeSignedFile(ctx, "/"+compat.StreamsIndexPath, compat.MaxStreamsIndexSize)
-	if err != nil {
-		return nil, err
-	}
-	if res.Index, err = compat.ParseStreamsIndex(res.IndexData); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", c.urlFor("/"+compat.StreamsIndexPath), err)
-	}
-	res.ImagesPath = res.Index.ImagesPath
-	res.ImagesData, res.ImagesSig, imagesSigned, err = c.maybeSignedFile(ctx, "/"+res.ImagesPath, compat.MaxStreamsSize)
-	if err != nil {
-		return nil, err
-	}
-	if c.o.Validate && (res.IndexSig == nil) != (res.ImagesSig == nil) {
-		// Both or neither: a signed catalogue behind an unsigned index
-		// (or the other way round) is not what any server publishes.
-		unsigned := compat.StreamsIndexPath
-		if res.ImagesSig == nil {
-			unsigned = res.ImagesPath
-		}
-		return nil, fmt.Errorf("%w: the simplestreams are signed in part only: %s has no %s", ErrInvalidSignature, unsigned, compat.StreamsSignatureSuffix)
-	}
-	if res.Streams, err = compat.ParseStreams(res.ImagesData); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", c.urlFor("/"+res.ImagesPath), err)
-	}
-	if c.o.Validate && res.IndexSig != nil {
-		res.Signed = true
-		res.SignedAt = indexSigned
-		if imagesSigned.Before(indexSigned) {
-			res.SignedAt = imagesSigned
-		}
-		if c.o.MaxIndexAge > 0 {
-			now := c.o.now()
-			if now.Sub(res.SignedAt) > c.o.MaxIndexAge {
-				return nil, &StaleIndexError{File: pathpkg.Base(res.ImagesPath), SignedAt: res.SignedAt, MaxAge: c.o.MaxIndexAge, Now: now}
-			}
-		}
-	}
-	return res, nil
-}
-
-// maybeSignedFile fetches path from the primary server and, with Validate,
-// path.gpg at the same time. A missing signature is not an error (sig is
-// nil then); one that is there must verify.
-func (c *Client) maybeSignedFile(ctx context.Context, path string, limit int64) (data, sig []byte, signedAt time.Time, err error) {
-	if !c.o.Validate {
-		data, err = c.getSmall(ctx, path, limit)
-		return data, nil, time.Time{}, err
-	}
-	return c.fetchSignedPair(ctx, path, path+compat.StreamsSignatureSuffix, limit, true)
+	r, _, err := c.FetchStreamsIf(ctx, nil)
+	return r, err
 }
 
 // BuildSums downloads the SHA256SUMS of entry's build directory from the
