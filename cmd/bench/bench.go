@@ -173,7 +173,7 @@ func (b *bench) prime(log io.Writer) error {
 	var primes []prime
 	if cs["warm"] || cs["unpack"] {
 		b.xzCache = b.ext4.path("cache-xz")
-		primes = append(primes, prime{&b.xzCache, b.ours("", b.ext4, b.xzCache, 0, false, "", "--cache-unpacked=false")})
+		primes = append(primes, prime{&b.xzCache, b.ours("", b.ext4, b.xzCache, 0, false, "", b.noUnpacked()...)})
 	}
 	if cs["unpacked"] {
 		b.copyCache = b.ext4.path("cache-copy")
@@ -239,7 +239,7 @@ func (b *bench) rows() []row {
 	var rows []row
 	if b.c.cases["unpack"] {
 		for _, w := range b.c.workers {
-			rows = append(rows, row{"unpack", b.ours("warm cache", b.ext4, b.xzCache, w, false, warm, "--cache-unpacked=false"), tar})
+			rows = append(rows, row{"unpack", b.ours("warm cache", b.ext4, b.xzCache, w, false, warm, b.noUnpacked()...), tar})
 		}
 		for _, w := range b.c.workers {
 			rows = append(rows, row{"unpack", b.inProcess(w), tar})
@@ -253,7 +253,7 @@ func (b *bench) rows() []row {
 	}
 	if b.c.cases["warm"] {
 		for _, w := range b.c.workers {
-			rows = append(rows, row{"warm create, xz", b.ours("warm cache", b.ext4, b.xzCache, w, false, warm, "--cache-unpacked=false"), ref(b.ext4, b.theirsCache)})
+			rows = append(rows, row{"warm create, xz", b.ours("warm cache", b.ext4, b.xzCache, w, false, warm, b.noUnpacked()...), ref(b.ext4, b.theirsCache)})
 		}
 	}
 	// --verbose says where the rootfs came from.
@@ -404,6 +404,16 @@ func workerLabel(what string, w int) string {
 		return ""
 	}
 	return ", " + what + "=" + strconv.Itoa(w)
+}
+
+// noUnpacked are the options that keep our side on the xz path: none for
+// a binary older than --cache-unpacked, which has only that path.
+func (b *bench) noUnpacked() []string {
+	out, _ := exec.Command(b.c.binary, "--help").CombinedOutput()
+	if !strings.Contains(string(out), "--cache-unpacked") {
+		return nil
+	}
+	return []string{"--cache-unpacked=false"}
 }
 
 // ours is the binary creating a container on fs from the cache in
