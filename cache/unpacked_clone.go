@@ -26,10 +26,11 @@ type CloneOptions struct {
 }
 
 // reflinkMin is the smallest file Clone reflinks. A clone is a filesystem
-// transaction, dearer than writing a few blocks, and the content is read
-// for its hash anyway; files below this are copied. They are a small part
-// of a rootfs's bytes and most of its files.
-const reflinkMin = 16 << 10
+// transaction, and the content is read for its hash anyway: a file of
+// less than a block takes a block either way, and is copied. (On the
+// bench image, 3,337 of 5,239 files, 14 MB of disk; the clone took the
+// same time at 4 KiB, 16 KiB and 64 KiB.)
+const reflinkMin = 4 << 10
 
 // Clone fills the new stage with the unpacked copy u, as an unpack of the
 // rootfs tarball u was made from would fill it: every entry of the
@@ -436,6 +437,15 @@ func (w *cloneWorker) content(dst int, en *manifestEntry) error {
 	if en.size >= reflinkMin && !c.noReflink.Load() {
 		switch err := unix.IoctlFileClone(dst, src); {
 		case err == nil:
+			// The whole object was cloned: it must still be the
+			// size the manifest says.
+			var st unix.Stat_t
+			if err := unix.Fstat(dst, &st); err != nil {
+				return fmt.Errorf("stat: %w", err)
+			}
+			if st.Size != en.size {
+				return fmt.Errorf("its content %s/%s is %d bytes, the manifest says %d: %w", c.u.path, name, st.Size, en.size, ErrMismatch)
+			}
 			cloned = true
 		case cannotClone(err):
 			c.noReflink.Store(true)
