@@ -436,6 +436,11 @@ func (c Cache) buildUnpacked(ctx context.Context, ed storeDir, s *RootfsStage, r
 	if err != nil {
 		return rec, fmt.Errorf("keep unpacked copy: %w", &os.PathError{Op: "open", Path: s.Dir, Err: err})
 	}
+	if reflink {
+		// A file is written back before it is cloned: one writeback of
+		// the whole filesystem first, rather than one per file.
+		unix.Syncfs(root)
+	}
 	err = b.walk(root, "")
 	unix.Close(root)
 	if err != nil {
