@@ -78,7 +78,7 @@ func (e *Entry) HasUnpacked() bool { return e.unpacked != nil }
 // KeepUnpacked makes the tree unpacked into s the unpacked copy of the
 // entry of k, when that entry still holds the rootfs tarball of SHA256
 // rootfsSHA256 (hex) and has no copy yet (replace: or has one, which is
-// replaced). Call it once the unpack has verified and before anything else
+// replaced, or removed where UnpackedAuto keeps none). Call it once the unpack has verified and before anything else
 // changes the stage (templates, dev/pts); it takes the entry's lock
 // (waiting as long as ctx allows). The files are cloned (FICLONE) where
 // the filesystem shares blocks, else, with UnpackedAlways, copied; the
@@ -104,6 +104,14 @@ func (c Cache) KeepUnpacked(ctx context.Context, k Key, rootfsSHA256 string, s *
 		return err
 	}
 	if !reflink && p == UnpackedAuto {
+		if replace {
+			// The copy there failed a check, and none is made
+			// here: it goes, or every run would warn of it.
+			if unlock, lerr := c.Lock(ctx, k); lerr == nil {
+				c.DropUnpacked(k)
+				unlock()
+			}
+		}
 		return ErrNoReflink
 	}
 	unlock, err := c.Lock(ctx, k)

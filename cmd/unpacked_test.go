@@ -305,3 +305,26 @@ func TestUnpackedNotForMappedIDs(t *testing.T) {
 		t.Error("a copy was kept for a container of mapped ids")
 	}
 }
+
+// TestUnpackedDamagedDropped: a copy that fails its checks, on a
+// filesystem where the default keeps none, is removed after the run that
+// found it, so that the next run neither warns nor looks at it again.
+func TestUnpackedDamagedDropped(t *testing.T) {
+	needRoot(t, "only root keeps unpacked copies")
+	e := newEnv(t)
+	_, fromXZ := e.create("keep", "--cache-unpacked")
+	obj := e.bigObject()
+	b, _ := os.ReadFile(obj)
+	b[0] ^= 1
+	os.WriteFile(obj, b, 0o600)
+	r, tree := e.create("found")
+	if !strings.Contains(r.stderr, "does not match its SHA256") || tree != fromXZ {
+		t.Fatalf("default run with a damaged copy:\n%s", r)
+	}
+	if exists(e.unpackedDir()) {
+		t.Error("the damaged copy stayed")
+	}
+	if r, tree := e.create("after"); r.stderr != "" || strings.Contains(r.stdout, clonedLine) || tree != fromXZ {
+		t.Errorf("the run after:\n%s", r)
+	}
+}
