@@ -230,12 +230,12 @@ func (r *run) unpackedAllowed(st *store) bool {
 // one after the unpack where the entry has none (or a bad one). Called
 // with the entry's lock held.
 func (r *run) withUnpacked(st *store, e *cache.Entry, img *image) {
-	if !r.unpackedAllowed(st) {
+	if !r.unpackedAllowed(st) || (r.o.Validate && !sumsListRootfs(e.Trust.SHA256SUMS)) {
+		// Where only the tarball's own signature vouches for the
+		// image, every run reads the tarball: it unpacks it.
 		return
 	}
-	if e.HasUnpacked() && img.check == nil {
-		// (Where only the tarball's own signature vouches for the
-		// image, the tarball is read anyway: it is unpacked.)
+	if e.HasUnpacked() {
 		u, err := e.OpenUnpacked()
 		if err == nil {
 			img.unpacked = u
@@ -254,6 +254,18 @@ func (r *run) withUnpacked(st *store, e *cache.Entry, img *image) {
 		defer cancel()
 		return st.KeepUnpacked(ctx, key, sum, rs, policy, replace)
 	}
+}
+
+// sumsListRootfs says whether the SHA256SUMS kept with an entry names
+// its rootfs tarball: then the signature over it vouches for the tarball
+// without its bytes being read (fetch.Recheck).
+func sumsListRootfs(sha256sums []byte) bool {
+	sums, err := fetch.ParseSHA256SUMS(sha256sums)
+	if err != nil {
+		return false
+	}
+	_, err = fetch.LookupSHA256(sums, fetch.RootfsFile)
+	return err == nil
 }
 
 // refresh asks the server for the image and downloads it unless the cached

@@ -328,3 +328,21 @@ func TestUnpackedDamagedDropped(t *testing.T) {
 		t.Errorf("the run after:\n%s", r)
 	}
 }
+
+// TestUnpackedNotForSignatureOnly: an image vouched for by the files' own
+// signatures alone (no SHA256SUMS) is verified by reading the tarball on
+// every use, so every run unpacks it: no copy is kept, none used.
+func TestUnpackedNotForSignatureOnly(t *testing.T) {
+	needRoot(t, "only root keeps unpacked copies")
+	e := newEnv(t)
+	e.srv.Remove(defaultDir + "SHA256SUMS")
+	e.srv.Remove(defaultDir + "SHA256SUMS.asc")
+	for _, name := range []string{"first", "second"} {
+		if r, _ := e.create(name, "--cache-unpacked"); strings.Contains(r.stdout, clonedLine) || r.stderr != "" {
+			t.Errorf("%s run:\n%s", name, r)
+		}
+		if exists(e.unpackedDir()) {
+			t.Fatalf("%s run kept a copy", name)
+		}
+	}
+}
