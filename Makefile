@@ -145,8 +145,11 @@ dist:
 	@cd dist && sha256sum lxc-download-* > SHA256SUMS && ls -l lxc-download-*
 
 # Benchmarks: start-up against an empty Go program, Go benchmarks of the
-# decoder and the extractor, then the comparison with the shell template's
-# tools on the same input (ratios). The input, cmd/bench/.cache/rootfs.tar.xz,
+# decoder and the extractor, then cmd/bench: the stages of a create timed
+# one by one, and the comparison with the shell template on the same input
+# (ratios, peak RSS): warm from the tarball, warm from the unpacked copy
+# (copied on ext4, reflinked on xfs), cold at 20 MB/s, on loop-mounted
+# filesystems made for the run. The input, cmd/bench/.cache/rootfs.tar.xz,
 # is not in the repository: cmd/bench -prepare builds it once (a debootstrap
 # minbase of bookworm as root with network, else a synthetic tree of the
 # same size) and later runs reuse it.

@@ -122,6 +122,7 @@ type Entry struct {
 	meta      []byte                   // meta.tar.xz
 	metaFiles compat.MetaFiles         // its files
 	open      func() (storeDir, error) // opens Dir again, checked
+	unpacked  *unpackedRecord          // the record's word on the unpacked copy
 }
 
 // Rootfs is the path of the entry's rootfs tarball. Read it through
@@ -274,6 +275,9 @@ type record struct {
 	Rootfs fileSum `json:"rootfs"`
 	Meta   fileSum `json:"meta"`
 	Trust  Trust   `json:"trust"`
+	// Unpacked names the entry's unpacked copy, if it has one (see
+	// unpacked.go). Older versions ignore it, and keep no copy.
+	Unpacked *unpackedRecord `json:"unpacked,omitempty"`
 }
 
 // fileSum is a file's size and SHA256 (lower-case hex).
@@ -327,6 +331,11 @@ func parseRecord(b []byte) (record, error) {
 	}
 	if err := r.Trust.check(); err != nil {
 		return r, fmt.Errorf("record: %w", err)
+	}
+	if r.Unpacked != nil {
+		if err := r.Unpacked.Manifest.check("the unpacked copy's manifest"); err != nil {
+			return r, err
+		}
 	}
 	return r, nil
 }
@@ -410,6 +419,7 @@ func readEntry(d storeDir, t trust) (e *Entry, why string, err error) {
 	e.RootfsSize, e.RootfsSHA256 = rec.Rootfs.Size, rec.Rootfs.SHA256
 	e.MetaSize, e.MetaSHA256 = rec.Meta.Size, rec.Meta.SHA256
 	e.Trust = rec.Trust
+	e.unpacked = rec.Unpacked
 	e.meta, e.metaFiles = meta, files
 	return e, "", nil
 }

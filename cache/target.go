@@ -229,6 +229,8 @@ type RootfsStage struct {
 	root   rootEntry
 	opts   UnpackOptions // of the unpack, for the root entry's owner rules
 	done   bool
+	// filled says an unpack or a clone filled the stage completely.
+	filled bool
 }
 
 // rootEntry is the archive's root entry "./", kept rather than applied
@@ -339,7 +341,11 @@ func (s *RootfsStage) Inside() bool { return s.inside }
 // Entry.OpenRootfs and UnpackReader, which verify as they read.
 func (s *RootfsStage) Unpack(ctx context.Context, archive *os.File, o UnpackOptions) error {
 	o = s.prepare(o)
-	return Unpack(ctx, archive, s.Dir, o)
+	if err := Unpack(ctx, archive, s.Dir, o); err != nil {
+		return err
+	}
+	s.filled = true
+	return nil
 }
 
 // UnpackReader unpacks the xz tarball read from r into the stage, as the
@@ -355,6 +361,7 @@ func (s *RootfsStage) UnpackReader(ctx context.Context, r io.Reader, o UnpackOpt
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return fmt.Errorf("unpack rootfs: %w", err)
 	}
+	s.filled = true
 	return nil
 }
 

@@ -58,7 +58,9 @@ type extractor struct {
 	// parent was seen before. Handles whose path may have changed meaning
 	// (a directory or symlink was removed) are dropped from the map and
 	// closed once the current entry is done.
-	dirs    map[string]int
+	dirs    map[string]dirHandle
+	order   []dirUse // uses of dirs, oldest first, for eviction
+	uses    int
 	retired []int
 
 	later   []dirAttrs     // directories whose attributes are set at the end
@@ -67,15 +69,30 @@ type extractor struct {
 	buf          []byte
 	euid, egid   int
 	noSetxattrat bool // the kernel lacks setxattrat(2)
-	umask        uint32
-	warned       map[string]bool
-	entries      int
-	total        int64
+	// fresh says the tree is a RootfsStage's, new and private: every
+	// directory in it was made by this extractor, none with a setgid
+	// bit until finishDirs, so what it creates is the running user's,
+	// group included, and needs no chown to be.
+	fresh   bool
+	umask   uint32
+	warned  map[string]bool
+	entries int
+	total   int64
 }
 
 // dirCacheSize bounds the open directory handles; archives sorted by name
 // need only the handles of the directories above the current entry.
 const dirCacheSize = 256
+
+// dirHandle is a cached directory handle and its latest use.
+type dirHandle struct{ fd, use int }
+
+// dirUse is one use of a cached directory, in the eviction order; it is
+// stale when the directory was used again since.
+type dirUse struct {
+	dir string
+	use int
+}
 
 // dirAttrs are what a directory entry asks for, applied after its content.
 type dirAttrs struct {
@@ -102,13 +119,14 @@ func newExtractor(ctx context.Context, rootfs string, o UnpackOptions) (*extract
 		lim:     o.Limits.withDefaults(),
 		root:    root,
 		rootFd:  int(root.Fd()),
-		dirs:    map[string]int{},
+		dirs:    map[string]dirHandle{},
 		laterAt: map[string]int{},
 		buf:     make([]byte, 1<<20),
 		euid:    os.Geteuid(),
 		egid:    os.Getegid(),
 		umask:   currentUmask(),
 		warned:  map[string]bool{},
+		fresh:   o.rootEntry != nil,
 	}
 	if o.rootEntry != nil && o.rootEntry.warned != nil {
 		// A RootfsStage's Install applies the root entry later, and
@@ -620,8 +638,9 @@ func (e *extractor) resolveDir(dir string, create bool) (int, error) {
 	if dir == "" {
 		return e.rootFd, nil
 	}
-	if fd, ok := e.dirs[dir]; ok {
-		return fd, nil
+	if h, ok := e.dirs[dir]; ok {
+		e.touchDir(dir, h)
+		return h.fd, nil
 	}
 	var f *os.File
 	var err error
@@ -642,22 +661,48 @@ func (e *extractor) resolveDir(dir string, create bool) (int, error) {
 	return fd, nil
 }
 
+// putDir caches the handle fd of dir. When the cache is full, the
+// handles used longest ago go: an archive sorted by name has left their
+// directories (resolving one again costs a few system calls), and
+// forgetting them all at once made the next few hundred entries resolve
+// their parents again.
 func (e *extractor) putDir(dir string, fd int) {
 	if old, ok := e.dirs[dir]; ok {
-		e.retired = append(e.retired, old)
-	} else if len(e.dirs) >= dirCacheSize {
-		e.forgetDirs()
+		e.retired = append(e.retired, old.fd)
+		e.touchDir(dir, dirHandle{fd: fd})
+		return
 	}
-	e.dirs[dir] = fd
+	for len(e.dirs) >= dirCacheSize && len(e.order) > 0 {
+		u := e.order[0]
+		e.order = e.order[1:]
+		if h, ok := e.dirs[u.dir]; ok && h.use == u.use {
+			e.retired = append(e.retired, h.fd)
+			delete(e.dirs, u.dir)
+		}
+	}
+	e.touchDir(dir, dirHandle{fd: fd})
+}
+
+// touchDir records a use of the cached directory dir, whose handle is h.
+func (e *extractor) touchDir(dir string, h dirHandle) {
+	e.uses++
+	h.use = e.uses
+	e.dirs[dir] = h
+	e.order = append(e.order, dirUse{dir, h.use})
+	if len(e.order) >= 4*dirCacheSize {
+		// Drop the stale uses; the order of the rest stays.
+		e.order = slices.DeleteFunc(e.order, func(u dirUse) bool { return e.dirs[u.dir].use != u.use })
+	}
 }
 
 // forgetDirs drops every cached handle; they are closed after the current
 // entry, which may still be using one.
 func (e *extractor) forgetDirs() {
-	for k, fd := range e.dirs {
-		e.retired = append(e.retired, fd)
+	for k, h := range e.dirs {
+		e.retired = append(e.retired, h.fd)
 		delete(e.dirs, k)
 	}
+	e.order = e.order[:0]
 }
 
 func (e *extractor) closeRetired() {
@@ -668,8 +713,12 @@ func (e *extractor) closeRetired() {
 }
 
 // chown restores an owner through do and reports whether the entry ended
-// up with the owner the archive gives.
+// up with the owner the archive gives. In a fresh tree, an entry the
+// archive gives to the running user already is.
 func (e *extractor) chown(rel string, uid, gid int, do func() error) (bool, error) {
+	if e.fresh && uid == e.euid && gid == e.egid {
+		return true, nil
+	}
 	if e.euid != 0 {
 		if uid == e.euid && gid == e.egid {
 			return true, nil

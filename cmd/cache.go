@@ -55,6 +55,7 @@ func cacheCommand(s IO) *cli.Command {
 				Usage: "Remove expired and damaged images, images older than --older-than, and leftover downloads",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "older-than", Usage: "Also remove images fetched more than `AGE` ago (such as 7d, 36h)"},
+					&cli.BoolFlag{Name: "unpacked", Usage: "Also remove the unpacked copies of the images that stay (see --cache-unpacked)", DisableDefaultText: true},
 					dryRun, formatFlag(),
 				},
 				Action: func(c *cli.Context) error {
@@ -62,7 +63,7 @@ func cacheCommand(s IO) *cli.Command {
 					if err != nil {
 						return err
 					}
-					return cacheAction(c, s, func(st cacheOp) error { return st.prune(age) })
+					return cacheAction(c, s, func(st cacheOp) error { return st.prune(age, c.Bool("unpacked")) })
 				},
 			},
 			{
@@ -178,11 +179,29 @@ type cachedImage struct {
 	Status  string `json:"status"`
 	Problem string `json:"problem,omitempty"`
 	// Action is what prune or flush did: "removed", "would remove",
-	// "removed leftover download", "kept".
+	// "removed leftover download", "removed unpacked copy", "kept".
 	Action string `json:"action,omitempty"`
+	// Unpacked is the disk use of the image's unpacked copy
+	// (--cache-unpacked), when it has one or the leftover of one.
+	Unpacked *unpackedUse `json:"unpacked,omitempty"`
 
 	key      cache.Key
 	leftover bool // a download stage or an interrupted update is beside it
+}
+
+// unpackedUse is what cache list says of an unpacked copy.
+type unpackedUse struct {
+	Files int `json:"files"`
+	// Size is the bytes of its files; Disk the space they take, in which
+	// blocks shared with containers (Reflinked) count too.
+	Size      int64 `json:"size"`
+	Disk      int64 `json:"disk"`
+	Reflinked bool  `json:"reflinked"`
+	// Leftover: no record names it (a run stopped while making it);
+	// it is never used, and prune removes it. Damaged: it fails its
+	// checks, and is not used.
+	Leftover bool   `json:"leftover,omitempty"`
+	Problem  string `json:"problem,omitempty"`
 }
 
 // name is the image as DIST/RELEASE/ARCH/VARIANT, for messages.
@@ -305,6 +324,22 @@ func (op cacheOp) inspect(img *cachedImage, fn func(*cache.Entry) error) error {
 		}
 		img.Expires = &expires
 		img.Expired = !op.now.Before(expires)
+		u, found, err := e.UnpackedUsage()
+		if err != nil {
+			return err
+		}
+		if found {
+			img.Unpacked = &unpackedUse{Files: u.Files, Size: u.Bytes, Disk: u.Allocated, Reflinked: u.Reflinked, Leftover: u.Orphan}
+			if !u.Orphan {
+				// The manifest and the copy's directory are checked
+				// (verify checks every file too).
+				if c, err := e.OpenUnpacked(); err != nil {
+					img.Unpacked.Problem = err.Error()
+				} else {
+					c.Close()
+				}
+			}
+		}
 	}
 	return fn(e)
 }
@@ -352,6 +387,8 @@ func (op cacheOp) verify(keyring string) error {
 			}
 			if err := recheckEntry(kr, e); err != nil {
 				img.Status, img.Problem = "damaged", err.Error()
+			} else if err := verifyUnpacked(op.ctx, e, img); err != nil {
+				img.Status, img.Problem = "damaged", "unpacked copy: "+err.Error()
 			}
 			return nil
 		})
@@ -404,9 +441,30 @@ func recheckEntry(kr openpgp.EntityList, e *cache.Entry) error {
 	return nil
 }
 
+// verifyUnpacked checks every file of e's unpacked copy, if it has one.
+func verifyUnpacked(ctx context.Context, e *cache.Entry, img *cachedImage) error {
+	if img.Unpacked == nil {
+		return nil
+	}
+	if img.Unpacked.Problem != "" {
+		return errors.New(img.Unpacked.Problem)
+	}
+	if img.Unpacked.Leftover {
+		return nil
+	}
+	u, err := e.OpenUnpacked()
+	if err != nil {
+		return err
+	}
+	defer u.Close()
+	return u.Verify(ctx)
+}
+
 // prune removes expired and damaged entries, those fetched more than age
-// ago (when age is not 0), and every leftover download.
-func (op cacheOp) prune(age time.Duration) error {
+// ago (when age is not 0), and every leftover download; of the entries
+// that stay, leftover and damaged unpacked copies, and, with unpacked,
+// every unpacked copy.
+func (op cacheOp) prune(age time.Duration, unpacked bool) error {
 	imgs, err := op.keys()
 	if err != nil {
 		return err
@@ -419,9 +477,16 @@ func (op cacheOp) prune(age time.Duration) error {
 			case img.Expired || old || img.Status == "damaged" || img.Status == "incomplete":
 				return op.remove(img, "removed")
 			case img.leftover:
-				return op.removeLeftover(img)
+				if err := op.removeLeftover(img); err != nil {
+					return err
+				}
 			}
-			img.Action = "kept"
+			if u := img.Unpacked; u != nil && (unpacked || u.Leftover || u.Problem != "") {
+				return op.removeUnpacked(img)
+			}
+			if img.Action == "" {
+				img.Action = "kept"
+			}
 			return nil
 		})
 		if err != nil {
@@ -485,6 +550,22 @@ func (op cacheOp) removeLeftover(img *cachedImage) error {
 	return nil
 }
 
+// removeUnpacked removes img's unpacked copy (the image stays).
+func (op cacheOp) removeUnpacked(img *cachedImage) error {
+	done := "removed"
+	if op.dryRun {
+		done = "would remove"
+	} else if _, err := op.store.DropUnpacked(img.key); err != nil {
+		return err
+	}
+	if img.Action == "" {
+		img.Action = done + " unpacked copy"
+	} else {
+		img.Action += " and unpacked copy"
+	}
+	return nil
+}
+
 // report writes imgs as a table or as JSON; withAction adds what prune or
 // flush did.
 func (op cacheOp) report(imgs []cachedImage, withAction bool) error {
@@ -500,7 +581,7 @@ func (op cacheOp) report(imgs []cachedImage, withAction bool) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(op.out, 1, 8, 2, ' ', 0)
-	head := "DIST\tRELEASE\tARCH\tVARIANT\tBUILD\tSIZE\tFETCHED\tEXPIRES\tSTATUS"
+	head := "DIST\tRELEASE\tARCH\tVARIANT\tBUILD\tSIZE\tUNPACKED\tFETCHED\tEXPIRES\tSTATUS"
 	if withAction {
 		head += "\tACTION"
 	}
@@ -514,7 +595,7 @@ func (op cacheOp) report(imgs []cachedImage, withAction bool) error {
 			status += ": " + compat.PrintableLine(img.Problem)
 		}
 		line := strings.Join([]string{img.Dist, img.Release, img.Arch, img.Variant, dash(img.Build),
-			dash(size(img.Size)), dash(date(img.Fetched)), dash(date(img.Expires))}, "\t")
+			dash(size(img.Size)), dash(img.Unpacked.text()), dash(date(img.Fetched)), dash(date(img.Expires))}, "\t")
 		if withAction {
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", line, status, img.Action)
 		} else {
@@ -522,6 +603,21 @@ func (op cacheOp) report(imgs []cachedImage, withAction bool) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// text says an unpacked copy's disk use in the table.
+func (u *unpackedUse) text() string {
+	switch {
+	case u == nil:
+		return ""
+	case u.Leftover:
+		return size(u.Disk) + " leftover"
+	case u.Problem != "":
+		return size(u.Disk) + " damaged"
+	case u.Reflinked:
+		return size(u.Disk) + " shared"
+	}
+	return size(u.Disk)
 }
 
 func dash(s string) string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -29,6 +30,14 @@ type image struct {
 	staged *cache.RootfsStage
 	// release removes a download that the cache could not keep.
 	release func()
+
+	// unpacked is the entry's unpacked copy, opened and checked under
+	// the entry's lock, to clone the rootfs from (nil: unpack the
+	// tarball). keep, when not nil, keeps a verified unpack as the
+	// entry's unpacked copy (replacing one that failed its checks).
+	unpacked *cache.UnpackedCopy
+	keep     func(ctx context.Context, rs *cache.RootfsStage, replace bool) error
+	replace  bool
 }
 
 // close lets go of what the image holds: the tarball, a stage never
@@ -43,6 +52,7 @@ func (img *image) close() {
 	if img.release != nil {
 		img.release()
 	}
+	img.unpacked.Close()
 }
 
 // store is the cache as this run may use it.
@@ -168,14 +178,14 @@ func (r *run) obtainRelease(ctx context.Context) (*image, error) {
 	if e != nil {
 		if r.o.ForceCache {
 			r.say("Using image from local cache")
-			return r.open(ctx, e)
+			return r.open(ctx, st, e)
 		}
 		expired, err := e.Expired(time.Now(), r.mode)
 		if err != nil {
 			return nil, err
 		}
 		if !expired {
-			img, err := r.open(ctx, e)
+			img, err := r.open(ctx, st, e)
 			if err == nil {
 				r.say("Using image from local cache")
 				return img, nil
@@ -199,8 +209,9 @@ var errUnverified = errors.New("it does not verify")
 // open verifies the entry again and opens its rootfs for unpacking. Its
 // evidence (SHA256SUMS and signatures, kept in its record) must verify
 // with this run's keys and vouch for the meta tarball it holds and for the
-// rootfs, whose bytes are checked as they are unpacked.
-func (r *run) open(ctx context.Context, e *cache.Entry) (*image, error) {
+// rootfs, whose bytes are checked as they are unpacked. Where the entry
+// has an unpacked copy that this run may use, it is opened too.
+func (r *run) open(ctx context.Context, st *store, e *cache.Entry) (*image, error) {
 	img := &image{meta: e.MetaFiles()}
 	if r.o.Validate {
 		if !e.Trust.Verified {
@@ -230,7 +241,59 @@ func (r *run) open(ctx context.Context, e *cache.Entry) (*image, error) {
 	if img.rootfs, err = e.OpenRootfs(); err != nil {
 		return nil, err
 	}
+	r.withUnpacked(st, e, img)
 	return img, nil
+}
+
+// unpackedAllowed says whether this run may keep and use unpacked copies
+// in the cache: root making a system container whose files stay root's
+// (the cache is handed to mapped ids otherwise), not --cache-unpacked=false.
+func (r *run) unpackedAllowed(st *store) bool {
+	o := r.o
+	return o.CacheUnpacked != cache.UnpackedNever && r.mode == compat.System && os.Geteuid() == 0 &&
+		o.MappedUID < 0 && o.MappedGID < 0 && st.usable
+}
+
+// withUnpacked opens e's unpacked copy for img, and sets img up to keep
+// one after the unpack where the entry has none (or a bad one). Called
+// with the entry's lock held.
+func (r *run) withUnpacked(st *store, e *cache.Entry, img *image) {
+	if !r.unpackedAllowed(st) || (r.o.Validate && !sumsListRootfs(e.Trust.SHA256SUMS)) {
+		// Where only the tarball's own signature vouches for the
+		// image, every run reads the tarball: it unpacks it.
+		return
+	}
+	if e.HasUnpacked() {
+		u, err := e.OpenUnpacked()
+		if err == nil {
+			img.unpacked = u
+		} else {
+			r.warnOnce("unpacked", "Not using the unpacked copy of the image in %s: %v; unpacking the tarball", e.Dir, err)
+			img.replace = true
+		}
+	}
+	if st.readOnly != nil {
+		return
+	}
+	key, sum, policy := st.key, e.RootfsSHA256, r.o.CacheUnpacked
+	img.keep = func(ctx context.Context, rs *cache.RootfsStage, replace bool) error {
+		// Keeping a copy is worth a short wait for the lock, no more.
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return st.KeepUnpacked(ctx, key, sum, rs, policy, replace)
+	}
+}
+
+// sumsListRootfs says whether the SHA256SUMS kept with an entry names
+// its rootfs tarball: then the signature over it vouches for the tarball
+// without its bytes being read (fetch.Recheck).
+func sumsListRootfs(sha256sums []byte) bool {
+	sums, err := fetch.ParseSHA256SUMS(sha256sums)
+	if err != nil {
+		return false
+	}
+	_, err = fetch.LookupSHA256(sums, fetch.RootfsFile)
+	return err == nil
 }
 
 // refresh asks the server for the image and downloads it unless the cached
@@ -248,7 +311,7 @@ func (r *run) refresh(ctx context.Context, st *store, old *cache.Entry) (*image,
 	if err != nil {
 		if old != nil && fetch.IsUnreachable(err) {
 			r.warnOnce("offline", "The image server cannot be reached (%v); using the cached copy", err)
-			img, oerr := r.open(ctx, old)
+			img, oerr := r.open(ctx, st, old)
 			if oerr != nil {
 				return nil, fmt.Errorf("%w; and the cached copy cannot be used: %v", err, oerr)
 			}
@@ -273,7 +336,7 @@ func (r *run) refresh(ctx context.Context, st *store, old *cache.Entry) (*image,
 		}
 	}
 	if old != nil && old.UpToDate(entry.Build, time.Now()) {
-		img, err := r.open(ctx, old)
+		img, err := r.open(ctx, st, old)
 		if err == nil {
 			r.say("The cache is already up to date")
 			r.say("Using image from local cache")
@@ -479,6 +542,9 @@ func (r *run) download(ctx context.Context, st *store, c *fetch.Client, entry co
 		r.say("The image cache is now ready")
 	}
 	img = &image{meta: e.MetaFiles(), staged: staged, release: release}
+	if st.usable && st.readOnly == nil {
+		r.withUnpacked(st, e, img)
+	}
 	if staged == nil {
 		// Just verified as it downloaded: the record's sums are the
 		// verified ones.
@@ -514,7 +580,19 @@ func (r *run) unpackInto(ctx context.Context, img *image) (*cache.RootfsStage, e
 	if img.staged != nil {
 		rs := img.staged
 		img.staged = nil
+		r.keepUnpacked(ctx, img, rs)
 		return rs, nil
+	}
+	if img.unpacked != nil {
+		rs, err := r.cloneInto(ctx, img)
+		if err == nil || ctx.Err() != nil {
+			return rs, err
+		}
+		r.warnOnce("unpacked", "Not using the unpacked copy of the image in %s: %v; unpacking the tarball", img.unpacked.Path(), err)
+		if errors.Is(err, cache.ErrOtherFilesystem) {
+			img.keep = nil // nor could another be made
+		}
+		img.replace = true
 	}
 	rs, err := cache.NewRootfsStage(r.o.Rootfs)
 	if err != nil {
@@ -552,5 +630,43 @@ func (r *run) unpackInto(ctx context.Context, img *image) (*cache.RootfsStage, e
 		rs.Discard()
 		return nil, err
 	}
+	r.keepUnpacked(ctx, img, rs)
 	return rs, nil
+}
+
+// cloneInto makes a new stage for the target and clones the image's
+// unpacked copy into it.
+func (r *run) cloneInto(ctx context.Context, img *image) (*cache.RootfsStage, error) {
+	rs, err := cache.NewRootfsStage(r.o.Rootfs)
+	if err != nil {
+		return nil, err
+	}
+	if err := rs.Clone(ctx, img.unpacked, cache.CloneOptions{}); err != nil {
+		rs.Discard()
+		return nil, err
+	}
+	if r.o.Verbose {
+		r.say("Cloned the rootfs from the unpacked copy in %s", img.unpacked.Path())
+	}
+	return rs, nil
+}
+
+// keepUnpacked keeps the verified unpack in rs as the entry's unpacked
+// copy where this run is set to. Not keeping one is never an error: the
+// tarball stays, and --cache-unpacked hears why.
+func (r *run) keepUnpacked(ctx context.Context, img *image, rs *cache.RootfsStage) {
+	if img.keep == nil {
+		return
+	}
+	err := img.keep(ctx, rs, img.replace)
+	switch {
+	case err == nil:
+		if r.o.Verbose {
+			r.say("Kept an unpacked copy of the image in the cache")
+		}
+	case r.o.CacheUnpacked != cache.UnpackedAlways && (errors.Is(err, cache.ErrNoReflink) || errors.Is(err, cache.ErrOtherFilesystem)):
+		// The default keeps copies only where they share blocks.
+	default:
+		r.warnOnce("keep-unpacked", "No unpacked copy of the image is kept in the cache: %v", err)
+	}
 }

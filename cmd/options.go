@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/lxc/lxc-download/cache"
 	"github.com/lxc/lxc-download/compat"
 	"github.com/lxc/lxc-download/fetch"
 )
@@ -88,6 +89,9 @@ type Options struct {
 	MemoryBudget   int64         // bytes of decoded xz data in flight at most
 	ExactBuild     bool          // never fall back to an older build when the index's is gone
 	IndexTTL       time.Duration // a listing reuses what it read this recently; negative: never
+	// CacheUnpacked says when the cache keeps (and containers are cloned
+	// from) an unpacked copy of the image: --cache-unpacked, else auto.
+	CacheUnpacked cache.UnpackedPolicy
 
 	// Set by lxc-create.
 	Name, Path, Rootfs   string
@@ -184,6 +188,8 @@ var templateOptions = []templateOption{
 		Usage: "Memory for decoding the rootfs (default: a quarter\nof the memory available, at most 256M)"}},
 	{arg: "size", flag: &cli.StringFlag{Name: "keep-free", Category: sectionOptional,
 		Usage: "Free space a download leaves (default: the lesser\nof 256M and 5% of the filesystem; off: none)"}},
+	{flag: &cli.BoolFlag{Name: "cache-unpacked", Category: sectionOptional,
+		Usage: "Keep the image unpacked in the cache too, and clone\ncontainers from that copy (default: only where the\nfilesystem shares the blocks, as xfs and btrfs do;\n=false: never)"}},
 
 	{arg: "name", flag: &cli.StringFlag{Name: "name", Category: sectionInternal,
 		Usage: "The container name"}},
@@ -377,6 +383,14 @@ func optionsFrom(c flagValues, s IO) (Options, error) {
 	}
 	if o.MemoryBudget, err = parseSize("memory-budget", c.String("memory-budget"), false); err != nil {
 		return o, err
+	}
+	switch {
+	case !c.IsSet("cache-unpacked"):
+		o.CacheUnpacked = cache.UnpackedAuto
+	case c.Bool("cache-unpacked"):
+		o.CacheUnpacked = cache.UnpackedAlways
+	default:
+		o.CacheUnpacked = cache.UnpackedNever
 	}
 	// A bad server is said before anything goes to the network.
 	for _, srv := range o.Servers {

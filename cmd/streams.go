@@ -129,7 +129,7 @@ func (p *pinnedRootfs) check(sha256, source string) error {
 func (r *run) refreshPinned(ctx context.Context, st *store, old *cache.Entry) (*image, error) {
 	o := r.o
 	if old != nil && old.BuildID == o.Build {
-		img, err := r.open(ctx, old)
+		img, err := r.open(ctx, st, old)
 		if err == nil {
 			r.say("Using image from local cache")
 			return img, nil
@@ -238,7 +238,7 @@ func (r *run) fallBack(ctx context.Context, st *store, c *fetch.Client, entry co
 		return nil, removed
 	}
 	r.warnOnce("fallback", "The index names build %s of %s, but the server no longer has its files; using build %s from the local cache (--exact-build refuses this)", entry.Build, name, old.BuildID)
-	img, err := r.open(ctx, old)
+	img, err := r.open(ctx, st, old)
 	if err != nil {
 		return nil, fmt.Errorf("%w; and the cached build %s: %v", removed, old.BuildID, err)
 	}

@@ -29,6 +29,8 @@ type side struct {
 	want string
 	// limited runs over the rate-limited link.
 	limited bool
+	// fs is where its container is made.
+	fs *mount
 }
 
 // row is one line of the table.
@@ -45,20 +47,26 @@ type sample struct {
 	entries int           // entries in the unpacked rootfs (first run only)
 }
 
-// bench holds what all runs share: the input, the server, the primed
-// caches, and the samples so far.
+// bench holds what all runs share: the input, the server, the
+// filesystems, the primed caches, and the samples so far.
 type bench struct {
 	c            config
 	input        string
-	work         string // scratch trees, removed at the end
+	work         string // the server's files, removed at the end
 	srv          *server
 	haveTemplate bool
 	haveWget     bool
-	oursCache    string // warm caches, filled once by each side's own cold run
-	theirsCache  string
-	wgetrc       string
-	self         string // this program, for the in-process unpack
-	samples      map[*side][]sample
+	// ext4 holds the trees and caches of every case but the reflink
+	// one, which xfs holds (nil: no reflink case).
+	ext4, xfs *mount
+	// Warm caches, filled once by each side's own create: ours for the
+	// xz path, with an unpacked copy made by copying, and with one made
+	// with reflinks; the shell template's on each filesystem.
+	xzCache, copyCache, reflinkCache string
+	theirsCache, theirsXFSCache      string
+	wgetrc                           string
+	self                             string // this program, for the in-process unpack
+	samples                          map[*side][]sample
 }
 
 func newBench(c config, input string, log io.Writer) (*bench, error) {
@@ -82,7 +90,12 @@ func newBench(c config, input string, log io.Writer) (*bench, error) {
 	if b.work, err = filepath.Abs(b.work); err != nil {
 		return nil, err
 	}
+	if err := b.mountFilesystems(log); err != nil {
+		return nil, err
+	}
 	if b.srv, err = startServer(input, c.rate); err != nil {
+		b.ext4.close()
+		b.xfs.close()
 		return nil, err
 	}
 	b.wgetrc = filepath.Join(b.work, "wgetrc")
@@ -100,8 +113,32 @@ func newBench(c config, input string, log io.Writer) (*bench, error) {
 func (b *bench) close() {
 	b.srv.close()
 	if !b.c.keep {
+		b.ext4.close()
+		b.xfs.close()
 		os.RemoveAll(b.work)
 	}
+}
+
+// mountFilesystems makes the filesystems the cases run on (see fs.go).
+func (b *bench) mountFilesystems(log io.Writer) error {
+	dir, err := filepath.Abs(b.c.cacheDir)
+	if err != nil {
+		return err
+	}
+	if b.c.fs == "host" {
+		b.ext4 = &mount{kind: "host", dir: filepath.Join(b.work, "host")}
+		return os.MkdirAll(b.ext4.dir, 0o755)
+	}
+	if b.ext4, err = makeFS(dir, "ext4", log); err != nil {
+		return err
+	}
+	if b.c.cases["reflink"] || b.c.cases["stages"] {
+		if b.xfs, err = makeFS(dir, "xfs", log); err != nil {
+			fmt.Fprintf(log, "bench: no xfs, no reflink case: %v\n", err)
+			b.xfs = nil
+		}
+	}
+	return nil
 }
 
 func isShellScript(p string) bool {
@@ -124,20 +161,65 @@ func (b *bench) prime(log io.Writer) error {
 		io.Copy(io.Discard, f)
 		f.Close()
 	}
-	if !b.c.cases["warm"] && !b.c.cases["unpack"] {
+	cs := b.c.cases
+	if !cs["warm"] && !cs["unpack"] && !cs["unpacked"] && !cs["reflink"] {
 		return nil
 	}
 	fmt.Fprintln(log, "bench: filling the warm caches")
-	b.oursCache = filepath.Join(b.work, "cache-ours")
-	if err := b.runOnce(b.oursCreate(b.oursCache, false, 0, false), filepath.Join(b.work, "prime-ours")); err != nil {
-		return fmt.Errorf("fill our cache: %w", err)
+	type prime struct {
+		cache *string
+		side  *side
 	}
-	if b.haveTemplate {
-		b.theirsCache = filepath.Join(b.work, "cache-theirs")
-		if err := b.runOnce(b.templateCreate(b.theirsCache, false, false), filepath.Join(b.work, "prime-theirs")); err != nil {
-			return fmt.Errorf("fill the shell template's cache: %w", err)
+	var primes []prime
+	if cs["warm"] || cs["unpack"] {
+		b.xzCache = b.ext4.path("cache-xz")
+		primes = append(primes, prime{&b.xzCache, b.ours("", b.ext4, b.xzCache, 0, false, "", b.noUnpacked()...)})
+	}
+	if cs["unpacked"] {
+		b.copyCache = b.ext4.path("cache-copy")
+		primes = append(primes, prime{&b.copyCache, b.ours("", b.ext4, b.copyCache, 0, false, "", "--cache-unpacked")})
+	}
+	if cs["reflink"] && b.xfs != nil {
+		b.reflinkCache = b.xfs.path("cache-reflink")
+		primes = append(primes, prime{&b.reflinkCache, b.ours("", b.xfs, b.reflinkCache, 0, false, "")})
+	}
+	if b.haveTemplate && (cs["warm"] || cs["unpacked"]) {
+		b.theirsCache = b.ext4.path("cache-theirs")
+		primes = append(primes, prime{&b.theirsCache, b.templateCreate(b.ext4, b.theirsCache, false, false)})
+	}
+	if b.haveTemplate && cs["reflink"] && b.xfs != nil {
+		b.theirsXFSCache = b.xfs.path("cache-theirs")
+		primes = append(primes, prime{&b.theirsXFSCache, b.templateCreate(b.xfs, b.theirsXFSCache, false, false)})
+	}
+	for _, p := range primes {
+		if err := b.runOnce(p.side, filepath.Join(p.side.fs.dir, "prime")); err != nil {
+			return fmt.Errorf("fill the cache %s: %w", *p.cache, err)
 		}
 	}
+	return nil
+}
+
+// stages runs the per-stage breakdown in a child of its own (stages.go),
+// on the bench's filesystems.
+func (b *bench) stages(out, log io.Writer) error {
+	fmt.Fprintln(log, "bench: timing the stages one by one")
+	args := []string{childStages, strconv.Itoa(b.c.runs), b.input, b.ext4.path("stages")}
+	if b.xfs != nil {
+		args = append(args, b.xfs.path("stages"))
+	}
+	for _, d := range args[3:] {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	cmd := exec.Command(b.self, args...)
+	cmd.Env = environ()
+	cmd.Stdout, cmd.Stderr = out, log
+	fmt.Fprintf(out, "stages (in-process, medians of %d; CPU = user + sys; %s trees):\n", b.c.runs, b.ext4.kind)
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("stages: %w", err)
+	}
+	fmt.Fprintln(out)
 	return nil
 }
 
@@ -152,37 +234,50 @@ func (b *bench) runOnce(s *side, dir string) error {
 // Sides shared by several rows (the tar reference, our warm create) are
 // measured once per round.
 func (b *bench) rows() []row {
-	tar := b.tarSide()
+	tar := b.tarSide(b.ext4)
+	warm := "Using image from local cache"
 	var rows []row
 	if b.c.cases["unpack"] {
 		for _, w := range b.c.workers {
-			rows = append(rows, row{"unpack", b.oursCreate(b.oursCache, true, w, false), tar})
+			rows = append(rows, row{"unpack", b.ours("warm cache", b.ext4, b.xzCache, w, false, warm, b.noUnpacked()...), tar})
 		}
 		for _, w := range b.c.workers {
 			rows = append(rows, row{"unpack", b.inProcess(w), tar})
 		}
 	}
-	if b.c.cases["warm"] {
-		ref := tar
+	ref := func(fs *mount, cache string) *side {
 		if b.haveTemplate {
-			ref = b.templateCreate(b.theirsCache, true, false)
+			return b.templateCreate(fs, cache, true, false)
 		}
+		return b.tarSide(fs)
+	}
+	if b.c.cases["warm"] {
 		for _, w := range b.c.workers {
-			rows = append(rows, row{"warm create", b.oursCreate(b.oursCache, true, w, false), ref})
+			rows = append(rows, row{"warm create, xz", b.ours("warm cache", b.ext4, b.xzCache, w, false, warm, b.noUnpacked()...), ref(b.ext4, b.theirsCache)})
 		}
+	}
+	// --verbose says where the rootfs came from.
+	const cloned = "Cloned the rootfs from the unpacked copy"
+	if b.c.cases["unpacked"] {
+		rows = append(rows, row{"warm create, unpacked copy (" + b.ext4.kind + ")",
+			b.ours("warm cache, unpacked copy", b.ext4, b.copyCache, 0, false, cloned, "--cache-unpacked", "--verbose"), ref(b.ext4, b.theirsCache)})
+	}
+	if b.c.cases["reflink"] && b.xfs != nil {
+		rows = append(rows, row{"warm create, unpacked reflink (xfs)",
+			b.ours("warm cache, unpacked reflink", b.xfs, b.reflinkCache, 0, false, cloned, "--verbose"), ref(b.xfs, b.theirsXFSCache)})
 	}
 	if b.c.cases["cold"] {
 		var ref *side
 		switch {
 		case b.haveTemplate:
-			ref = b.templateCreate("", false, true)
+			ref = b.templateCreate(b.ext4, "", false, true)
 		case b.haveWget:
 			ref = b.wgetTar()
 		}
 		if ref != nil {
 			name := fmt.Sprintf("cold create %g MB/s", float64(b.c.rate)/1e6)
 			for _, w := range b.c.workers {
-				rows = append(rows, row{name, b.oursCreate("", false, w, true), ref})
+				rows = append(rows, row{name, b.ours("empty cache", b.ext4, "", w, true, "Downloading the rootfs"), ref})
 			}
 		}
 	}
@@ -219,7 +314,7 @@ func (b *bench) measure(rows []row, log io.Writer) error {
 			slices.Reverse(order)
 		}
 		for i, s := range order {
-			dir := filepath.Join(b.work, fmt.Sprintf("run-%d-%d", round, i))
+			dir := filepath.Join(s.fs.dir, fmt.Sprintf("run-%d-%d", round, i))
 			fmt.Fprintf(log, "bench: run %d/%d: %s\n", round+1, b.c.runs, s.label)
 			smp, err := b.runSide(s, dir, round == 0)
 			if err != nil {
@@ -311,35 +406,45 @@ func workerLabel(what string, w int) string {
 	return ", " + what + "=" + strconv.Itoa(w)
 }
 
-// oursCreate is the binary creating a container from the cache in
-// cacheDir, or in a fresh one of the run's own when cacheDir is "". warm
-// says whether the cache is expected to hold the image already.
-func (b *bench) oursCreate(cacheDir string, warm bool, w int, limited bool) *side {
-	label := "lxc-download, warm cache" + workerLabel("GOMAXPROCS", w)
-	want := "Using image from local cache"
-	if !warm {
-		label, want = "lxc-download, empty cache"+workerLabel("GOMAXPROCS", w), "Downloading the rootfs"
+// noUnpacked are the options that keep our side on the xz path: none for
+// a binary older than --cache-unpacked, which has only that path.
+func (b *bench) noUnpacked() []string {
+	out, _ := exec.Command(b.c.binary, "--help").CombinedOutput()
+	if !strings.Contains(string(out), "--cache-unpacked") {
+		return nil
 	}
-	return &side{label: label, want: want, limited: limited, cmd: func(dir string) *exec.Cmd {
+	return []string{"--cache-unpacked=false"}
+}
+
+// ours is the binary creating a container on fs from the cache in
+// cacheDir, or in a fresh one of the run's own when cacheDir is "", with
+// extra options; want is what it must print.
+func (b *bench) ours(what string, fs *mount, cacheDir string, w int, limited bool, want string, extra ...string) *side {
+	label := "lxc-download, " + what + workerLabel("GOMAXPROCS", w)
+	return &side{label: label, want: want, limited: limited, fs: fs, cmd: func(dir string) *exec.Cmd {
 		c := cacheDir
 		if c == "" {
 			c = filepath.Join(dir, "cache")
 		}
 		args := append([]string{"--path=" + dir, "--name=ct", "--rootfs=" + filepath.Join(dir, "rootfs")}, imageArgs...)
 		args = append(args, "--server", b.srv.host, "--keyring", b.srv.keyFile)
+		args = append(args, extra...)
 		cmd := exec.Command(b.c.binary, args...)
 		cmd.Env = environ(append(workerEnv(w), "SSL_CERT_FILE="+b.srv.caFile, "LXC_CACHE_PATH="+c)...)
 		return cmd
 	}}
 }
 
-// templateCreate is LXC's shell template doing the same.
-func (b *bench) templateCreate(cacheDir string, warm, limited bool) *side {
+// templateCreate is LXC's shell template doing the same on fs.
+func (b *bench) templateCreate(fs *mount, cacheDir string, warm, limited bool) *side {
 	label, want := "shell template, warm cache", "Using image from local cache"
 	if !warm {
 		label, want = "shell template, empty cache", "Downloading the rootfs"
 	}
-	return &side{label: label, want: want, limited: limited, cmd: func(dir string) *exec.Cmd {
+	if fs.kind != "ext4" {
+		label += " (" + fs.kind + ")"
+	}
+	return &side{label: label, want: want, limited: limited, fs: fs, cmd: func(dir string) *exec.Cmd {
 		c := cacheDir
 		if c == "" {
 			c = filepath.Join(dir, "cache")
@@ -354,8 +459,12 @@ func (b *bench) templateCreate(cacheDir string, warm, limited bool) *side {
 
 // tarSide is GNU tar unpacking the cached rootfs.tar.xz, with xz as its
 // decompressor, as the shell template does.
-func (b *bench) tarSide() *side {
-	return &side{label: "tar -xpJf", cmd: func(dir string) *exec.Cmd {
+func (b *bench) tarSide(fs *mount) *side {
+	label := "tar -xpJf"
+	if fs.kind != "ext4" {
+		label += " (" + fs.kind + ")"
+	}
+	return &side{label: label, fs: fs, cmd: func(dir string) *exec.Cmd {
 		cmd := exec.Command("tar", "--numeric-owner", "--xattrs-include=*", "-xpJf", b.input, "-C", filepath.Join(dir, "rootfs"))
 		cmd.Env = environ()
 		return cmd
@@ -370,7 +479,7 @@ wget -q -O "$1/meta.tar.xz" "https://$2/$3meta.tar.xz"
 wget -q -O "$1/rootfs.tar.xz" "https://$2/$3rootfs.tar.xz"
 tar --numeric-owner --xattrs-include='*' -xpJf "$1/rootfs.tar.xz" -C "$1/rootfs"
 echo done`
-	return &side{label: "wget, wget, tar -xpJf", want: "done", limited: true, cmd: func(dir string) *exec.Cmd {
+	return &side{label: "wget, wget, tar -xpJf", want: "done", limited: true, fs: b.ext4, cmd: func(dir string) *exec.Cmd {
 		cmd := exec.Command("sh", "-c", script, "sh", dir, b.srv.host, b.srv.imagePath)
 		cmd.Env = environ("WGETRC=" + b.wgetrc)
 		return cmd
@@ -380,7 +489,7 @@ echo done`
 // inProcess is cache.Unpack called by a child of this program, so its RSS
 // is measured on its own.
 func (b *bench) inProcess(w int) *side {
-	return &side{label: "cache.Unpack in-process" + workerLabel("Workers", w), cmd: func(dir string) *exec.Cmd {
+	return &side{label: "cache.Unpack in-process" + workerLabel("Workers", w), fs: b.ext4, cmd: func(dir string) *exec.Cmd {
 		cmd := exec.Command(b.self, childUnpack, strconv.Itoa(w), b.input, filepath.Join(dir, "rootfs"))
 		cmd.Env = environ()
 		return cmd

@@ -82,7 +82,7 @@ func launched(self string, cmd *exec.Cmd) (sample, error) {
 // waited for, in bytes.
 func maxRSS(ps *os.ProcessState) int64 {
 	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-		return ru.Maxrss * 1024 // kilobytes on Linux
+		return int64(ru.Maxrss) * 1024 // kilobytes on Linux
 	}
 	return 0
 }

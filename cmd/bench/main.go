@@ -1,11 +1,21 @@
 // Command bench compares lxc-download with the tools of LXC's shell
-// template on one realistic image, and prints the ratios (issue 5):
+// template on one realistic image, and prints the ratios (issues 5, 15):
 //
+//   - stages: each stage of a create timed alone, in-process (hashing the
+//     tarball, decoding with one worker and with all, parsing the tar,
+//     writing the files, the whole xz path, cloning the unpacked copy by
+//     copy and by reflink), and the shell template's xz and tar, with the
+//     floor the stages set on the xz path;
 //   - unpack: creating a container from a warm cache (the binary), and the
 //     in-process cache.Unpack, against `tar --numeric-owner
 //     --xattrs-include='*' -xpJf` of the same cached rootfs.tar.xz;
-//   - warm: creating a container from a warm cache, against the shell
-//     template doing the same;
+//   - warm: creating a container from a warm cache by unpacking the
+//     tarball (--cache-unpacked=false), against the shell template doing
+//     the same;
+//   - unpacked: the same from the cache's unpacked copy, cloned by copying
+//     (--cache-unpacked on ext4);
+//   - reflink: the same with the default options on xfs, where the copy
+//     is kept and cloned with reflinks, against the shell template on xfs;
 //   - cold: creating a container from an empty cache over a link limited to
 //     20 MB/s, against the shell template doing the same.
 //
@@ -17,15 +27,16 @@
 // ratio compares CPU time, which a busy shared machine disturbs less than
 // wall time. Peak RSS has a floor of a few MiB (the launcher's, see
 // launch.go). Run it as root so owners and device nodes are restored by
-// both sides.
+// both sides; the runs' trees and caches are on loop-mounted filesystems
+// made for the run (fs.go says why), -fs host puts them in -cache.
 //
 // Usage (from the repository root, after `make build`):
 //
-//	go run ./cmd/bench [-runs 3] [-cases unpack,warm,cold] [-workers 0,1,2] [-input rootfs.tar.xz]
+//	go run ./cmd/bench [-runs 3] [-cases stages,warm,unpacked,reflink,cold] [-workers 0] [-input rootfs.tar.xz]
 //
 // For the scaling figures of a bigger machine, build this driver and the
 // binary statically, carry them with the input (-prepare builds it) and
-// run with -workers 1,2,4,8,16.
+// run with -cases unpack,warm -workers 1,2,4,8,16.
 package main
 
 import (
@@ -35,6 +46,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -51,6 +63,7 @@ type config struct {
 	binary   string
 	template string
 	rate     int64 // bytes per second of the cold case's link
+	fs       string
 	keep     bool
 	prepare  bool // only build and describe the input
 }
@@ -62,13 +75,15 @@ func main() {
 			os.Exit(unpackChild(os.Args[2:]))
 		case childRun:
 			os.Exit(launchChild(os.Args[2:]))
+		case childStages:
+			os.Exit(stagesChild(os.Args[2:]))
 		}
 	}
 	var c config
 	var cases, workers string
 	flag.IntVar(&c.runs, "runs", 3, "runs of each measurement (the median is reported)")
-	flag.StringVar(&cases, "cases", "unpack,warm,cold", "cases to run: unpack, warm, cold")
-	flag.StringVar(&workers, "workers", "0,1,2",
+	flag.StringVar(&cases, "cases", "stages,warm,unpacked,reflink,cold", "cases to run: "+strings.Join(allCases, ", "))
+	flag.StringVar(&workers, "workers", "0",
 		"worker counts for our side: GOMAXPROCS for the binary (its decoder runs that many), "+
 			"UnpackOptions.Workers and GOMAXPROCS in-process; 0 is the default (one per CPU)")
 	flag.StringVar(&c.input, "input", "", "rootfs.tar.xz to use (default: build one from a debootstrap of bookworm and keep it in -cache)")
@@ -76,6 +91,7 @@ func main() {
 	flag.StringVar(&c.binary, "binary", "./lxc-download", "the lxc-download binary (make build)")
 	flag.StringVar(&c.template, "template", defaultTemplate, "LXC's shell template; where missing, tar -xpJf is the reference")
 	flag.Int64Var(&c.rate, "rate", 20_000_000, "bytes per second of the rate-limited link of the cold case")
+	flag.StringVar(&c.fs, "fs", "loop", "where the runs make their trees: loop (fresh loop-mounted ext4 and xfs), or host (the -cache directory)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the scratch trees of the last run of each")
 	flag.BoolVar(&c.prepare, "prepare", false, "only build (or find) the input, describe it and exit")
 	flag.Parse()
@@ -93,15 +109,17 @@ func main() {
 	}
 }
 
+// allCases are the cases -cases takes.
+var allCases = []string{"stages", "unpack", "warm", "unpacked", "reflink", "cold"}
+
 func parseCases(s string) (map[string]bool, error) {
 	m := map[string]bool{}
 	for _, c := range strings.Split(s, ",") {
-		switch c = strings.TrimSpace(c); c {
-		case "unpack", "warm", "cold":
-			m[c] = true
-		default:
-			return nil, fmt.Errorf("unknown case %q (want unpack, warm, cold)", c)
+		c = strings.TrimSpace(c)
+		if !slices.Contains(allCases, c) {
+			return nil, fmt.Errorf("unknown case %q (want %s)", c, strings.Join(allCases, ", "))
 		}
+		m[c] = true
 	}
 	return m, nil
 }
@@ -135,6 +153,9 @@ func run(c config, out, log io.Writer) error {
 		fmt.Fprintf(out, "input: %s\n       %s\n", input, desc)
 		return nil
 	}
+	if c.fs != "loop" && c.fs != "host" {
+		return fmt.Errorf("-fs %q: want loop or host", c.fs)
+	}
 	if _, err := os.Stat(c.binary); err != nil {
 		return fmt.Errorf("binary: %w (run make build first)", err)
 	}
@@ -153,7 +174,15 @@ func run(c config, out, log io.Writer) error {
 			fmt.Fprintln(out, "note: no wget either: the cold case is left out")
 		}
 	}
+	if c.cases["stages"] {
+		if err := b.stages(out, log); err != nil {
+			return err
+		}
+	}
 	rows := b.rows()
+	if len(rows) == 0 {
+		return nil
+	}
 	if err := b.measure(rows, log); err != nil {
 		return err
 	}

@@ -299,6 +299,20 @@ before anything is decoded, as xz refuses a file over its memory limit.
 	"keep-free": `A download stops before the free space of its filesystem falls below
 this, and its partial file is removed.
 `,
+	"cache-unpacked": `After a verified unpack, the cache keeps the image's files too, with a
+manifest of every entry (type, mode, owner, extended attributes, times,
+size and SHA256) that the entry's record ties to the image's signed sums;
+later containers are cloned from that copy rather than decoded from the
+tarball: each file by reflink where the filesystem has them, else copied,
+and its content checked against the manifest as it is cloned. A copy that
+fails a check, or a cache on another filesystem than the rootfs, is
+warned about and the tarball is unpacked instead. Only root keeps and uses
+copies, and only for system containers.
+.BR "lxc-download cache list"
+shows their disk use;
+.B "cache prune \-\-unpacked"
+removes them.
+`,
 	"name": "Set by lxc-create.\n",
 	"path": `The directory holding the container's
 .IR config ;

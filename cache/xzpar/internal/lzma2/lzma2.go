@@ -401,11 +401,11 @@ func (rc *rangeDecoder) tree(p []uint16, n uint32) uint32 {
 		pr := &p[m]
 		v := uint32(*pr)
 		bound := (rng >> 11) * v
-		zero := uint32((uint64(code) - uint64(bound)) >> 32) // as in literalFrom
-		rng = bound&zero | (rng-bound)&^zero
-		code -= bound &^ zero
-		*pr = uint16((v+(2048-v)>>5)&zero | (v-v>>5)&^zero)
-		m = m<<1 + 1 + zero
+		one := uint32((uint64(bound) - uint64(code) - 1) >> 32) // as in literalFrom
+		rng = bound + (rng-2*bound)&one
+		code -= bound & one
+		*pr = uint16(int32(v) - (int32(v)+int32(2017&one)-2017)>>5)
+		m = m<<1 - one
 	}
 	rc.rng, rc.code, rc.ip = rng, code, ip
 	return m - limit
@@ -429,13 +429,12 @@ func (rc *rangeDecoder) reverse(p []uint16, n uint32) uint32 {
 		pr := &p[m]
 		v := uint32(*pr)
 		bound := (rng >> 11) * v
-		zero := uint32((uint64(code) - uint64(bound)) >> 32) // as in literalFrom
-		rng = bound&zero | (rng-bound)&^zero
-		code -= bound &^ zero
-		*pr = uint16((v+(2048-v)>>5)&zero | (v-v>>5)&^zero)
-		b := 1 + zero
-		m = m<<1 | b
-		sym |= b << i
+		one := uint32((uint64(bound) - uint64(code) - 1) >> 32) // as in literalFrom
+		rng = bound + (rng-2*bound)&one
+		code -= bound & one
+		*pr = uint16(int32(v) - (int32(v)+int32(2017&one)-2017)>>5)
+		m = m<<1 - one
+		sym |= (one & 1) << i
 	}
 	rc.rng, rc.code, rc.ip = rng, code, ip
 	return sym
@@ -491,11 +490,11 @@ func (rc *rangeDecoder) matchedLiteral(lit *[literalSize]uint16, match uint32) u
 		pr := &lit[(0x100+mb<<8+sym)&0x3ff]
 		v := uint32(*pr)
 		bound := (rng >> 11) * v
-		zero := uint32((uint64(code) - uint64(bound)) >> 32) // as in literalFrom
-		rng = bound&zero | (rng-bound)&^zero
-		code -= bound &^ zero
-		*pr = uint16((v+(2048-v)>>5)&zero | (v-v>>5)&^zero)
-		b := 1 + zero
+		one := uint32((uint64(bound) - uint64(code) - 1) >> 32) // as in literalFrom
+		rng = bound + (rng-2*bound)&one
+		code -= bound & one
+		*pr = uint16(int32(v) - (int32(v)+int32(2017&one)-2017)>>5)
+		b := one & 1
 		sym = sym<<1 | b
 		if mb != b {
 			rc.rng, rc.code, rc.ip = rng, code, ip
@@ -528,12 +527,20 @@ func (rc *rangeDecoder) literalFrom(lit *[literalSize]uint16, sym uint32) uint32
 		bound := (rng >> 11) * v
 		// Both outcomes computed, one selected by a mask, without a
 		// branch: literal bits are hard to predict, and a mispredicted
-		// branch costs more than the work of both.
-		zero := uint32((uint64(code) - uint64(bound)) >> 32) // all ones for a 0 bit
-		rng = bound&zero | (rng-bound)&^zero
-		code -= bound &^ zero
-		*pr = uint16((v+(2048-v)>>5)&zero | (v-v>>5)&^zero)
-		sym = sym<<1 + 1 + zero
+		// branch costs more than the work of both. The forms are the
+		// ones with the fewest operations: one is all ones for a 1 bit
+		// (the borrow of bound-code-1); the range becomes bound for a 0
+		// bit and rng-bound for a 1, bound+(rng-2*bound) masked; the
+		// model's update, v+(2048-v)>>5 for a 0 bit and v-v>>5 for a 1,
+		// is v-(v-2017)>>5 with an arithmetic shift for the first
+		// (both floor((2048-v)/32)), so the two differ in one masked
+		// constant. Every v and both bits were checked against the
+		// textbook forms.
+		one := uint32((uint64(bound) - uint64(code) - 1) >> 32) // all ones for a 1 bit
+		rng = bound + (rng-2*bound)&one
+		code -= bound & one
+		*pr = uint16(int32(v) - (int32(v)+int32(2017&one)-2017)>>5)
+		sym = sym<<1 - one
 	}
 	rc.rng, rc.code, rc.ip = rng, code, ip
 	return sym & 0xff
