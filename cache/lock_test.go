@@ -535,7 +535,10 @@ func TestProcLocksHolder(t *testing.T) {
 2: -> FLOCK  ADVISORY  WRITE 333 fd:01:1234 0 EOF
 3: FLOCK  ADVISORY  WRITE 444 fd:01:1234 0 EOF
 `), 0o644)
-	st := unix.Stat_t{Dev: unix.Mkdev(0xfd, 1), Ino: 1234}
+	var st unix.Stat_t
+	setDev(&st.Dev, unix.Mkdev(0xfd, 1))
+	st.Ino = 1234
+
 	if pid := procLocksHolder(table, st); pid != 444 {
 		t.Errorf("holder %d, want 444", pid)
 	}
@@ -561,3 +564,7 @@ func TestForeignStore(t *testing.T) {
 		t.Fatalf("as uid 65534: %v\n%s", err, out)
 	}
 }
+
+// setDev sets a device number of a Stat_t, which is narrower on some
+// 32-bit systems (mips).
+func setDev[T ~uint32 | ~uint64](d *T, v uint64) { *d = T(v) }

@@ -108,7 +108,7 @@ func describe(t testing.TB, root string) string {
 			l, _ := os.Readlink(p)
 			line += " -> " + l
 		case unix.S_IFCHR, unix.S_IFBLK:
-			line += fmt.Sprintf(" dev=%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+			line += fmt.Sprintf(" dev=%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))
 		}
 		if n, _ := unix.Llistxattr(p, nil); n > 0 {
 			buf := make([]byte, n)

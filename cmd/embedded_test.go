@@ -219,3 +219,16 @@ func makefileTags(t *testing.T) string {
 	}
 	return string(m[1])
 }
+
+// TestBuildsForEveryArchitecture: the packages build for the narrowest
+// targets of make dist too: 32-bit (386), and MIPS, whose Stat_t device
+// numbers are 32 bits wide. (TestForeignArch runs arm64 and armhf.)
+func TestBuildsForEveryArchitecture(t *testing.T) {
+	for _, env := range [][]string{{"GOARCH=386"}, {"GOARCH=mips", "GOMIPS=softfloat"}} {
+		build := exec.Command("go", "build", "-o", os.DevNull, "../...")
+		build.Env = append(append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux"), env...)
+		if b, err := build.CombinedOutput(); err != nil {
+			t.Errorf("build for %v: %v\n%s", env, err, b)
+		}
+	}
+}

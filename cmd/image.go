@@ -568,7 +568,7 @@ func roomFor(dir string, rootfs *cache.RootfsReader) error {
 	if err := unix.Statfs(dir, &st); err != nil {
 		return nil
 	}
-	if free := int64(st.Bavail) * st.Bsize; free < need {
+	if free := int64(st.Bavail) * int64(st.Bsize); free < need {
 		return fmt.Errorf("unpack rootfs: %s has %d MB free, and the image unpacks to %d MB: %w", filepath.Dir(dir), free>>20, need>>20, unix.ENOSPC)
 	}
 	return nil

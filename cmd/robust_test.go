@@ -390,7 +390,7 @@ func treeSummary(t *testing.T, root string) []string {
 			}
 			line += " -> " + l
 		case unix.S_IFCHR, unix.S_IFBLK:
-			line += fmt.Sprintf(" dev=%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+			line += fmt.Sprintf(" dev=%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))
 		}
 		if sz, _ := unix.Llistxattr(p, nil); sz > 0 {
 			buf := make([]byte, sz)

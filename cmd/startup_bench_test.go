@@ -63,7 +63,7 @@ func startOnce(b *testing.B, prog string, args ...string) startSample {
 	if !ok {
 		b.Fatal("no rusage")
 	}
-	return startSample{wall: wall, faults: ru.Minflt}
+	return startSample{wall: wall, faults: int64(ru.Minflt)}
 }
 
 // medianStart is the median wall time and the median fault count.

@@ -142,7 +142,7 @@ func decodeInChild(b *testing.B, path, reader string, workers int, budget int64)
 			hwm, _ = strconv.ParseInt(v, 10, 64)
 		}
 	}
-	return ru.Maxrss << 10, hwm // kilobytes on Linux
+	return int64(ru.Maxrss) << 10, hwm // kilobytes on Linux
 }
 
 // TestDecodeChild is BenchmarkPeakRSS's child: it decodes

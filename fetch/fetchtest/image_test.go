@@ -263,7 +263,7 @@ func readVarint(t *testing.T, r io.ByteReader) int64 {
 func pseudoText(n int) []byte {
 	var b bytes.Buffer
 	for i := 0; b.Len() < n; i++ {
-		fmt.Fprintf(&b, "line %d of a file that compresses like text, %x\n", i, i*2654435761)
+		fmt.Fprintf(&b, "line %d of a file that compresses like text, %x\n", i, uint64(i)*2654435761)
 	}
 	return b.Bytes()[:n]
 }
