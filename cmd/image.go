@@ -393,13 +393,28 @@ func (r *run) seen(st *store) (cache.Seen, error) {
 
 // indexFrom downloads the index once per run (a run that starts again for
 // a release alias reads the same one) from the first of the servers given
-// that serves one: a server that cannot be reached, answers with what
-// cannot be used or fails verification moves the run to the next, with a
-// warning. The client and r.o.Server are then that server's.
+// that serves one (see eachServer). The client and r.o.Server are then
+// that server's.
 func (r *run) indexFrom(ctx context.Context) (*fetch.Client, *fetch.IndexResult, error) {
 	if r.index != nil {
 		return r.client, r.index, nil
 	}
+	err := r.eachServer(ctx, func(c *fetch.Client) (err error) {
+		r.index, err = c.FetchIndex(ctx, r.mode)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return r.client, r.index, nil
+}
+
+// eachServer calls try with a client of each of the servers given, in
+// order, until one succeeds: a server that cannot be reached, answers with
+// what cannot be used or fails verification moves the run to the next,
+// with a warning; any other error ends it. r.o.Server and r.client are
+// then the last server tried.
+func (r *run) eachServer(ctx context.Context, try func(*fetch.Client) error) error {
 	var firstErr error
 	for i, srv := range r.o.Servers {
 		if r.o.Server != srv {
@@ -407,15 +422,15 @@ func (r *run) indexFrom(ctx context.Context) (*fetch.Client, *fetch.IndexResult,
 		}
 		c, err := r.fetchClient(ctx)
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
 		if i == 0 {
+			// In the shell template's order: the keyring, then this.
 			r.say("Downloading the image index")
 		}
-		res, err := c.FetchIndex(ctx, r.mode)
+		err = try(c)
 		if err == nil {
-			r.index = res
-			return c, res, nil
+			return nil
 		}
 		if firstErr == nil {
 			firstErr = err
@@ -423,16 +438,16 @@ func (r *run) indexFrom(ctx context.Context) (*fetch.Client, *fetch.IndexResult,
 		switch fetch.Classify(err) {
 		case fetch.ClassUnreachable, fetch.ClassServer, fetch.ClassVerification:
 		default:
-			return nil, nil, err
+			return err
 		}
 		if i+1 < len(r.o.Servers) {
-			r.s.Stderr.Write([]byte("WARNING: " + compat.PrintableLine(fmt.Sprintf("The image server %s failed (%v); trying %s", srv, err, r.o.Servers[i+1])) + "\n"))
+			r.warnOnce("server "+srv, "%s", compat.PrintableLine(fmt.Sprintf("The image server %s failed (%v); trying %s", srv, err, r.o.Servers[i+1])))
 		}
 	}
 	if len(r.o.Servers) > 1 {
-		return nil, nil, fmt.Errorf("every image server failed; the first: %w", firstErr)
+		return fmt.Errorf("every image server failed; the first: %w", firstErr)
 	}
-	return nil, nil, firstErr
+	return firstErr
 }
 
 // stage is where a download goes: the cache's staging directory, or, when

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
 	"time"
 
@@ -59,38 +58,12 @@ type listed struct {
 // it changed, and shown with a warning giving its age when the server
 // cannot be reached. Every copy is verified again before it is used.
 func (r *run) listing(ctx context.Context, withStreams bool) (*listed, error) {
-	var firstErr error
-	for i, srv := range r.o.Servers {
-		if r.o.Server != srv {
-			r.o.Server, r.client = srv, nil
-		}
-		if i == 0 {
-			// In the shell template's order: the keyring, then this.
-			if _, err := r.fetchClient(ctx); err != nil {
-				return nil, err
-			}
-			r.say("Downloading the image index")
-		}
-		l, err := r.listingFrom(ctx, withStreams)
-		if err == nil {
-			return l, nil
-		}
-		if firstErr == nil {
-			firstErr = err
-		}
-		switch fetch.Classify(err) {
-		case fetch.ClassUnreachable, fetch.ClassServer, fetch.ClassVerification:
-		default:
-			return nil, err
-		}
-		if i+1 < len(r.o.Servers) {
-			r.warnOnce("server "+srv, "%s", compat.PrintableLine(fmt.Sprintf("The image server %s failed (%v); trying %s", srv, err, r.o.Servers[i+1])))
-		}
-	}
-	if len(r.o.Servers) > 1 {
-		return nil, fmt.Errorf("every image server failed; the first: %w", firstErr)
-	}
-	return nil, firstErr
+	var l *listed
+	err := r.eachServer(ctx, func(*fetch.Client) (err error) {
+		l, err = r.listingFrom(ctx, withStreams)
+		return err
+	})
+	return l, err
 }
 
 // listingFrom is listing for the server r.o.Server.
