@@ -675,6 +675,18 @@ func TestMetaUnreadable(t *testing.T) {
 	}
 }
 
+// otherFilter reports whether xz-utils' test file name uses a filter
+// besides LZMA2 (Delta or a BCJ filter), by the names it has had (xz-utils
+// 5.4, which CI takes from Debian, names some otherwise than later ones).
+func otherFilter(name string) bool {
+	for _, f := range []string{"delta", "bcj", "x86", "sparc", "powerpc", "ia64", "arm", "riscv"} {
+		if strings.Contains(name, f) {
+			return true
+		}
+	}
+	return false
+}
+
 // TestReadMetaTarballXZUtilsFiles reads xz-utils' test files (tests/files
 // of github.com/tukaani-project/xz, 0BSD), named by $XZ_TEST_FILES, as
 // meta tarballs: the bad and unsupported ones must fail, as xz refuses
@@ -703,7 +715,7 @@ func TestReadMetaTarballXZUtilsFiles(t *testing.T) {
 			if err == nil || !strings.HasPrefix(err.Error(), "meta tarball: ") {
 				t.Errorf("%s: %v, want an error", name, err)
 			}
-		case strings.Contains(name, "delta") || strings.Contains(name, "bcj") || strings.Contains(name, "arm64"):
+		case otherFilter(name):
 			if !xzErr || !strings.Contains(err.Error(), "unsupported filter chain") {
 				t.Errorf("%s: %v, want an unsupported filter chain", name, err)
 			}
