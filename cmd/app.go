@@ -118,12 +118,12 @@ func isCommandWord(a string) bool {
 func runTemplate(args []string, s IO) int {
 	opts, req, err := Parse(args, s)
 	if err != nil {
-		report(s, err, "\n"+templateUsage())
+		report(s, err, "\n"+usageText)
 		return 1
 	}
 	switch req {
 	case HelpRequest:
-		fmt.Fprint(s.Stdout, templateUsage())
+		io.WriteString(s.Stdout, usageText)
 		return 0
 	case VersionRequest:
 		if err := writeVersion(s.Stdout, "text"); err != nil {

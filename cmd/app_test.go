@@ -185,6 +185,9 @@ func TestHelp(t *testing.T) {
 	if got := templateUsage(); got != want {
 		t.Errorf("usage changed:\n%s\nwant:\n%s", got, want)
 	}
+	if usageText != templateUsage() {
+		t.Errorf("usage_text.go is stale: run make man (go generate ./man) and commit it")
+	}
 	for _, arg := range []string{"-h", "--help", "--he", "-lh"} {
 		s, out, errb := testIO(nil)
 		if code := Main([]string{"lxc-download", arg}, s); code != 0 {

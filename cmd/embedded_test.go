@@ -207,7 +207,7 @@ func TestBinarySize(t *testing.T) {
 
 // makefileTags are the build tags of the Makefile (TAGS), those of make
 // build and make dist.
-func makefileTags(t *testing.T) string {
+func makefileTags(t testing.TB) string {
 	t.Helper()
 	b, err := os.ReadFile("../Makefile")
 	if err != nil {
