@@ -160,52 +160,68 @@ func newMemory(a *arena, limit int64, maxIdle int) *memory {
 // to be given back while the budget does not allow it; it fails once quit
 // is closed. n must not exceed the limit.
 func (m *memory) get(n int64, quit <-chan struct{}) ([]byte, error) {
-	if n == 0 {
-		return nil, nil
-	}
 	for {
-		m.mu.Lock()
-		// Reuse the smallest kept buffer that fits, unless it is
-		// more than twice the size: that would hold budget another
-		// buffer may need.
-		best := -1
-		for i, b := range m.idle {
-			if c := int64(cap(b)); c >= n && c <= 2*n && (best < 0 || c < int64(cap(m.idle[best]))) {
-				best = i
-			}
-		}
-		if best >= 0 {
-			b := m.idle[best]
-			m.idle = append(m.idle[:best], m.idle[best+1:]...)
-			m.mu.Unlock()
-			return b[:n], nil
-		}
-		// Unmap kept buffers, those kept longest first, until a new
-		// one fits.
-		for m.used+n > m.limit && len(m.idle) > 0 {
-			b := m.idle[0]
-			m.idle = append(m.idle[:0], m.idle[1:]...)
-			m.used -= int64(cap(b))
-			m.arena.free(b)
-		}
-		if m.used+n <= m.limit {
-			m.used += n
-			m.mu.Unlock()
-			b, err := m.arena.alloc(int(n))
-			if err != nil {
-				m.mu.Lock()
-				m.used -= n
-				m.mu.Unlock()
-			}
+		b, ok, err := m.tryGetErr(n)
+		if ok || err != nil {
 			return b, err
 		}
-		m.mu.Unlock()
 		select {
 		case <-m.freed:
 		case <-quit:
 			return nil, errStopped
 		}
 	}
+}
+
+// tryGet is get without waiting: ok is false while the budget does not
+// allow n bytes (or the allocation failed).
+func (m *memory) tryGet(n int64) (b []byte, ok bool) {
+	b, ok, err := m.tryGetErr(n)
+	return b, ok && err == nil
+}
+
+// tryGetErr is one attempt of get: ok is false while the budget does not
+// allow n bytes; err is the allocation's.
+func (m *memory) tryGetErr(n int64) ([]byte, bool, error) {
+	if n == 0 {
+		return nil, true, nil
+	}
+	m.mu.Lock()
+	// Reuse the smallest kept buffer that fits, unless it is more than
+	// twice the size: that would hold budget another buffer may need.
+	best := -1
+	for i, b := range m.idle {
+		if c := int64(cap(b)); c >= n && c <= 2*n && (best < 0 || c < int64(cap(m.idle[best]))) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		b := m.idle[best]
+		m.idle = append(m.idle[:best], m.idle[best+1:]...)
+		m.mu.Unlock()
+		return b[:n], true, nil
+	}
+	// Unmap kept buffers, those kept longest first, until a new one fits.
+	for m.used+n > m.limit && len(m.idle) > 0 {
+		b := m.idle[0]
+		m.idle = append(m.idle[:0], m.idle[1:]...)
+		m.used -= int64(cap(b))
+		m.arena.free(b)
+	}
+	if m.used+n > m.limit {
+		m.mu.Unlock()
+		return nil, false, nil
+	}
+	m.used += n
+	m.mu.Unlock()
+	b, err := m.arena.alloc(int(n))
+	if err != nil {
+		m.mu.Lock()
+		m.used -= n
+		m.mu.Unlock()
+		return nil, false, err
+	}
+	return b, true, nil
 }
 
 // put gives back a buffer from get, for reuse.

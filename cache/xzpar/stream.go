@@ -82,9 +82,14 @@ func (s *streamParser) readFull(p []byte, what string) error {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			err = errTruncated
 		}
-		return fmt.Errorf("xz: read %s at offset %d: %w", what, s.off-int64(n), err)
+		return readError(what, s.off-int64(n), err)
 	}
 	return nil
+}
+
+// readError is the error of a read of what at offset off that failed.
+func readError(what string, off int64, err error) error {
+	return fmt.Errorf("xz: read %s at offset %d: %w", what, off, err)
 }
 
 // ReadByte reads one byte, counting it (for readVLI).
@@ -293,7 +298,38 @@ func (s *streamParser) block(check byte) (record, error) {
 	if err != nil {
 		return record{}, err
 	}
-	if err := s.readFull(input, fmt.Sprintf("block %d", b.num)); err != nil {
+	what := fmt.Sprintf("block %d", b.num)
+	if whole {
+		// With a slot, the memory and a worker free right now, the
+		// worker decodes the block while it arrives.
+		f := newFilling(input, b.dataOffset(), s.r.quit, &s.r.arrivingBlocks)
+		if j, toWorker := s.r.tryJob(b, f, input); j != nil {
+			// No worker was idle: offer the job again as the data
+			// arrives, so one that becomes idle meanwhile takes it.
+			offer := func() bool {
+				if !toWorker {
+					toWorker = s.r.offerWorker(j)
+				}
+				return toWorker
+			}
+			if err := s.fill(f, what, offer); err != nil {
+				if !toWorker {
+					// Read gets the error from the job; no worker
+					// will give the input back.
+					s.r.mem.put(j.input)
+					j.input, j.src, j.fill = nil, nil, nil
+					j.err = err
+					close(j.done)
+				}
+				return record{}, errQueued
+			}
+			if !toWorker && !s.r.queueWorker(j) {
+				return record{}, errStop
+			}
+			return record{b.headerSize + b.compressedSize + cs, b.size}, nil
+		}
+	}
+	if err := s.readFull(input, what); err != nil {
 		s.r.mem.put(input)
 		return record{}, err
 	}

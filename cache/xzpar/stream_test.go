@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/ulikunitz/xz"
 )
@@ -303,5 +305,96 @@ func TestStreamCloseEarly(t *testing.T) {
 				t.Fatalf("%d buffers left after the parser returned", n)
 			}
 		})
+	}
+}
+
+// TestStreamDecodesWhileArriving: a block whose data is still arriving is
+// already being decoded by an idle worker, so that little is left to do
+// after the last byte of a download. The input stalls in the middle of
+// the first block until a worker waits for it there.
+func TestStreamDecodesWhileArriving(t *testing.T) {
+	data := tarLike(1<<20, 5)
+	file := xzCompress(t, data, "-1", "-T2", "--block-size=512KiB")
+	b := blocksOf(t, file)[0]
+	mid := b.dataOffset() + b.compressedSize/2
+	pr, pw := io.Pipe()
+	// NewStreamReader reads the stream header, so the writer starts first
+	// and learns the reader through a channel.
+	started := make(chan *parallelReader, 1)
+	go func() {
+		trickle(pw, file[:mid])
+		r := <-started
+		// Give the worker time to reach the stall, but go on without
+		// it: the test then fails below rather than hanging.
+		for deadline := time.Now().Add(10 * time.Second); r.arrivingBlocks.Load() == 0 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		pw.Write(file[mid:])
+		pw.Close()
+	}()
+	rc, err := NewStreamReader(pr, Options{Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	r := rc.(*parallelReader)
+	started <- r
+	out, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out, data) {
+		t.Fatal("output differs from the input")
+	}
+	if r.arrivingBlocks.Load() == 0 {
+		t.Error("no block was decoded while its data arrived")
+	}
+}
+
+// trickle writes p to w in pieces of 4 KiB, as a download arrives: a block
+// goes to a worker at the first read after one is idle, and one read of
+// all of it could come before the workers have started.
+func trickle(w io.Writer, p []byte) {
+	for len(p) > 0 {
+		n := min(len(p), 4096)
+		w.Write(p[:n])
+		p = p[n:]
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// TestStreamArrivingTruncated: a block decoded while it arrives that ends
+// early, in its data or in its check, fails with the error of the read,
+// as a block read whole first does.
+func TestStreamArrivingTruncated(t *testing.T) {
+	data := tarLike(1<<20, 6)
+	file := xzCompress(t, data, "-1", "-T2", "--block-size=512KiB")
+	b := blocksOf(t, file)[0]
+	for _, cut := range []int64{b.dataOffset() + b.compressedSize/2, b.dataOffset() + b.compressedSize + 2} {
+		pr, pw := io.Pipe()
+		started := make(chan *parallelReader, 1)
+		go func() {
+			trickle(pw, file[:cut])
+			r := <-started
+			for deadline := time.Now().Add(10 * time.Second); r.arrivingBlocks.Load() == 0 && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+			pw.Close()
+		}()
+		rc, err := NewStreamReader(pr, Options{Workers: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rc.(*parallelReader)
+		started <- r
+		_, err = io.ReadAll(rc)
+		rc.Close()
+		want := fmt.Sprintf("xz: read block 0 at offset %d: ", b.dataOffset())
+		if err == nil || !strings.HasPrefix(err.Error(), want) || !errors.Is(err, errTruncated) {
+			t.Errorf("cut at %d: err = %v, want %q... (truncated)", cut, err, want)
+		}
+		if r.arrivingBlocks.Load() == 0 {
+			t.Errorf("cut at %d: the block was not decoded while it arrived", cut)
+		}
 	}
 }

@@ -255,6 +255,9 @@ type job struct {
 	// it back.
 	input  []byte
 	filled bool
+	// fill, when set, is input still being read by the stream parser
+	// while the worker decodes it (filled is set too).
+	fill *filling
 
 	// Decoded whole: out is the output buffer, then the output, once
 	// done is closed (or err is set).
@@ -314,6 +317,9 @@ type parallelReader struct {
 	// workerBlocks and streamedBlocks count the blocks decoded by
 	// workers and as streams, for tests.
 	workerBlocks, streamedBlocks atomic.Int64
+	// arrivingBlocks counts the blocks a worker decoded while the stream
+	// parser was still reading them, for tests.
+	arrivingBlocks atomic.Int64
 
 	cur      *job   // the job being read, nil between jobs
 	buf      []byte // what is being handed out: cur.out or a piece
@@ -407,6 +413,56 @@ func (r *parallelReader) newJob(b *block, src io.ReaderAt, input []byte) (*job, 
 		err = blockError(b, "%w", err)
 	}
 	return j, err
+}
+
+// tryJob is newJob for a block decoded whole whose input f the stream
+// parser is about to read, without waiting: it returns nil unless a slot
+// and the memory for the output are free. The job is queued for Read; if
+// a worker was idle it has it (toWorker), else the parser hands it to one
+// with queueWorker once the input is read, as it would a job of newJob.
+// Either way the memory for the input (f.data) belongs to the job.
+func (r *parallelReader) tryJob(b *block, f *filling, input []byte) (j *job, toWorker bool) {
+	select {
+	case <-r.slots:
+	default:
+		return nil, false
+	}
+	out, ok := r.mem.tryGet(b.size)
+	if !ok {
+		r.slots <- struct{}{}
+		return nil, false
+	}
+	j = &job{b: b, src: f, input: input, filled: true, fill: f, out: out, end: b.paddedEnd(), sizes: "header", done: make(chan struct{})}
+	// pending has room for every slot.
+	r.pending <- j
+	select {
+	case r.jobs <- j:
+		return j, true
+	default:
+		return j, false
+	}
+}
+
+// offerWorker hands j, queued for Read already, to a worker if one is
+// idle now.
+func (r *parallelReader) offerWorker(j *job) bool {
+	select {
+	case r.jobs <- j:
+		return true
+	default:
+		return false
+	}
+}
+
+// queueWorker hands j, queued for Read already, to a worker. It fails once
+// the reader is closed.
+func (r *parallelReader) queueWorker(j *job) bool {
+	select {
+	case r.jobs <- j:
+		return true
+	case <-r.quit:
+		return false
+	}
 }
 
 // streamBuffers gives job j, for a block of size bytes (-1: unknown) decoded
@@ -668,9 +724,16 @@ func (d *blockDecoder) decodeWhole(j *job) ([]byte, error) {
 			return j.out, fmt.Errorf("xz: block %d: %w", b.num, errors.Unwrap(err))
 		}
 	}
+	if j.fill != nil {
+		d.st.Avail = j.fill.wait
+		defer func() { d.st.Avail = nil }()
+	}
 	n, err := d.st.Decode(j.out, packed, int(min(b.dictSize, maxInt)))
 	if errors.Is(err, lzma2.ErrStopped) {
 		return j.out, errStopped
+	}
+	if ie := (*inputError)(nil); errors.As(err, &ie) {
+		return j.out, ie.err
 	}
 	if err != nil {
 		return j.out, lzmaError(b, err, b.compressedSize, b.size, j.sizes)
@@ -678,7 +741,13 @@ func (d *blockDecoder) decodeWhole(j *job) ([]byte, error) {
 	if int64(n) != b.compressedSize {
 		return j.out, blockError(b, "%d bytes of compressed data, but the %s says %d", n, j.sizes, b.compressedSize)
 	}
-	return j.out, d.verifyTail(b, j.src, j.out)
+	if err := d.verifyTail(b, j.src, j.out); err != nil {
+		if ie := (*inputError)(nil); errors.As(err, &ie) {
+			return j.out, ie.err
+		}
+		return j.out, err
+	}
+	return j.out, nil
 }
 
 // stream decodes block b of job j as a stream read from in, with window

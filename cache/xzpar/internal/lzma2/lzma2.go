@@ -43,6 +43,12 @@ type Decoder struct {
 	// Stop, when not nil, is checked between chunks (each at most 2 MiB
 	// of output); once it is closed Decode returns ErrStopped.
 	Stop <-chan struct{}
+	// Avail, when not nil, lets Decode start on input that is still
+	// arriving: Decode calls it before it reads src[:n], and it returns
+	// once those bytes are in place, or with an error, which Decode
+	// returns as it is. It is called once or twice per chunk (each at most
+	// 64 KiB of input), never inside one.
+	Avail func(n int) error
 
 	lc, lp, pb uint
 	state      uint32
@@ -269,6 +275,9 @@ func (d *Decoder) Decode(out, src []byte, dictSize int) (int, error) {
 		if ip >= len(src) {
 			return ip, failed(ErrTruncated, int64(ip), "no end marker")
 		}
+		if err := d.avail(src, ip+1); err != nil {
+			return ip, err
+		}
 		if src[ip] == 0 {
 			ip++
 			break
@@ -280,6 +289,9 @@ func (d *Decoder) Decode(out, src []byte, dictSize int) (int, error) {
 		n := headerLen(src[ip])
 		if len(src)-ip < n {
 			return ip, failed(ErrTruncated, int64(ip), "in a chunk header")
+		}
+		if err := d.avail(src, ip+n); err != nil {
+			return ip, err
 		}
 		c, err := f.header(d, src[ip:ip+n], int64(ip))
 		if err != nil {
@@ -294,6 +306,9 @@ func (d *Decoder) Decode(out, src []byte, dictSize int) (int, error) {
 				return ip, failed(ErrTruncated, int64(ip), "in an LZMA chunk of %d bytes", c.packed)
 			}
 			return ip, failed(ErrTruncated, int64(ip), "in a stored chunk of %d bytes", c.size)
+		}
+		if err := d.avail(src, ip+c.packed); err != nil {
+			return ip, err
 		}
 		if c.size > len(out)-pos {
 			return ip, failed(ErrTooMuchData, int64(ip), "a chunk of %d bytes after %d of %d", c.size, pos, len(out))
@@ -310,6 +325,14 @@ func (d *Decoder) Decode(out, src []byte, dictSize int) (int, error) {
 		return ip, failed(ErrTooLittleData, int64(ip), "%d bytes, expected %d", pos, len(out))
 	}
 	return ip, nil
+}
+
+// avail waits, through Avail, for src[:n] (n at most len(src)).
+func (d *Decoder) avail(src []byte, n int) error {
+	if d.Avail == nil {
+		return nil
+	}
+	return d.Avail(min(n, len(src)))
 }
 
 // setProps sets lc, lp and pb from an LZMA properties byte.
