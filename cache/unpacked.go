@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"sort"
 	"strconv"
 	"sync"
 
@@ -303,6 +304,7 @@ type UnpackedCopy struct {
 	manifest *os.File // its manifest, read
 	path     string
 	m        *manifest
+	ident    *identities // nil: hash every object
 	// Reflinked says the copy was made with reflinks, so that cloning
 	// from it shares blocks too.
 	Reflinked bool
@@ -383,6 +385,7 @@ func (e *Entry) OpenUnpacked() (*UnpackedCopy, error) {
 	if u.m.rootfs != e.RootfsSHA256 {
 		return fail(fmt.Errorf("unpacked copy: made from another rootfs tarball: %w", ErrMismatch))
 	}
+	u.ident = readIdentities(fd)
 	return u, nil
 }
 
@@ -464,6 +467,14 @@ func (c Cache) buildUnpacked(ctx context.Context, ed storeDir, s *RootfsStage, r
 	// One sync for every file of the copy.
 	if err := unix.Syncfs(obj); err != nil {
 		return rec, fmt.Errorf("keep unpacked copy: sync: %w", err)
+	}
+	names := make([]string, 0, len(b.objects))
+	for sum := range b.objects {
+		names = append(names, objectName(&sum))
+	}
+	sort.Strings(names)
+	if err := recordIdentities(obj, names); err != nil {
+		return rec, fmt.Errorf("keep unpacked copy: %w", spaceHint(err))
 	}
 	sum := sha256.Sum256(data)
 	rec.Manifest = fileSum{Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}

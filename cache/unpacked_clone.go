@@ -23,6 +23,18 @@ type CloneOptions struct {
 	// NoReflink copies every file, even where reflinks would share
 	// blocks (benchmarks and tests of the copy path).
 	NoReflink bool
+	// Stats, when not nil, is filled in by a successful clone.
+	Stats *CloneStats
+}
+
+// CloneStats counts what a clone did with the files of the copy.
+type CloneStats struct {
+	// Reflinked and Copied count the files cloned each way.
+	Reflinked, Copied int64
+	// Hashed counts the files whose content was read and checked
+	// against the manifest: those whose object differed from what was
+	// recorded when the copy was made (all of them without a record).
+	Hashed int64
 }
 
 // reflinkMin is the smallest file Clone reflinks. A clone is a filesystem
@@ -36,9 +48,11 @@ const reflinkMin = 4 << 10
 // rootfs tarball u was made from would fill it: every entry of the
 // manifest, with its owner, permissions, times and extended attributes,
 // files by reflink (FICLONE) where the filesystem has them and by copy
-// otherwise, never by hard link to the cache. Every file's content is
-// hashed as it is cloned and must match the manifest; a copy's file must
-// be the running user's, open to nobody else, and of the manifest's size.
+// otherwise, never by hard link to the cache. A file's content is hashed
+// as it is cloned and must match the manifest unless its object is, to
+// the inode and change time, what the copy recorded when it was made
+// (identityName); a copy's file must be the running user's, open to
+// nobody else, and of the manifest's size.
 // Any failure, a mismatch included (errors.Is finds ErrMismatch), leaves
 // the stage for the caller to Discard, and the caller then unpacks the
 // tarball; ErrOtherFilesystem says the cache is on another filesystem
@@ -64,6 +78,9 @@ func (s *RootfsStage) Clone(ctx context.Context, u *UnpackedCopy, o CloneOptions
 	if err != nil {
 		return fmt.Errorf("clone unpacked copy %s: %w", u.path, err)
 	}
+	if o.Stats != nil {
+		*o.Stats = CloneStats{Reflinked: c.reflinked.Load(), Copied: c.copied.Load(), Hashed: c.hashed.Load()}
+	}
 	if m := u.m; len(m.entries) > 0 && m.entries[0].path == "." {
 		en := &m.entries[0]
 		s.root = rootEntry{set: true, warned: map[string]bool{},
@@ -85,8 +102,8 @@ type cloner struct {
 	umask      uint32
 	euid, egid uint32
 	noReflink  atomic.Bool
-	// Counts, for benchmarks.
-	reflinked, copied atomic.Int64
+	// Counts, for CloneStats.
+	reflinked, copied, hashed atomic.Int64
 }
 
 func (c *cloner) run(workers int) error {
@@ -369,13 +386,13 @@ func (w *cloneWorker) file(pfd int, base string, en *manifestEntry) error {
 
 // openObject opens the copy's file of en's content, which must be a
 // regular file of the running user's, open to nobody else, of en's size.
-func (u *UnpackedCopy) openObject(en *manifestEntry) (int, string, error) {
+func (u *UnpackedCopy) openObject(en *manifestEntry) (int, string, *unix.Stat_t, error) {
 	name := objectName(&en.sum)
+	var st unix.Stat_t
 	src, err := unix.Openat(int(u.dir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOATIME, 0)
 	if err != nil {
-		return -1, name, fmt.Errorf("open its content %s/%s: %w", u.path, name, err)
+		return -1, name, &st, fmt.Errorf("open its content %s/%s: %w", u.path, name, err)
 	}
-	var st unix.Stat_t
 	err = unix.Fstat(src, &st)
 	switch {
 	case err != nil:
@@ -389,9 +406,9 @@ func (u *UnpackedCopy) openObject(en *manifestEntry) (int, string, error) {
 	}
 	if err != nil {
 		unix.Close(src)
-		return -1, name, err
+		return -1, name, &st, err
 	}
-	return src, name, nil
+	return src, name, &st, nil
 }
 
 // Verify checks every file of the copy against the manifest, as a clone
@@ -407,7 +424,7 @@ func (u *UnpackedCopy) Verify(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		src, name, err := u.openObject(en)
+		src, name, _, err := u.openObject(en)
 		if err != nil {
 			return fmt.Errorf("%q: %w", en.path, err)
 		}
@@ -428,11 +445,14 @@ func (u *UnpackedCopy) Verify(ctx context.Context) error {
 
 func (w *cloneWorker) content(dst int, en *manifestEntry) error {
 	c := w.c
-	src, name, err := c.u.openObject(en)
+	src, name, st, err := c.u.openObject(en)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(src)
+	// An object as it was when the copy was made is not read again
+	// (see identityName).
+	unchanged := c.u.ident.unchanged(name, st)
 	cloned := false
 	if en.size >= reflinkMin && !c.noReflink.Load() {
 		switch err := unix.IoctlFileClone(dst, src); {
@@ -458,6 +478,13 @@ func (w *cloneWorker) content(dst int, en *manifestEntry) error {
 	} else {
 		c.copied.Add(1)
 	}
+	if unchanged {
+		if cloned {
+			return nil
+		}
+		return copyPlain(src, dst, en.size, w.buf)
+	}
+	c.hashed.Add(1)
 	// The bytes hashed are those cloned: with a reflink, the object's,
 	// read after the clone took them (a change after that could only
 	// make the check fail); with a copy, those written.
@@ -471,6 +498,38 @@ func (w *cloneWorker) content(dst int, en *manifestEntry) error {
 	}
 	return nil
 }
+
+// copyPlain copies size bytes of src to dst, in the kernel where it can
+// (copy_file_range), without looking at them.
+func copyPlain(src, dst int, size int64, buf []byte) error {
+	var off int64
+	for off < size {
+		n, err := unix.CopyFileRange(src, &off, dst, nil, int(min(size-off, 1<<30)), 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil && off == 0 && (err == unix.ENOSYS || err == unix.EXDEV || err == unix.EINVAL || err == unix.EOPNOTSUPP) {
+			// No copy_file_range between these two: through buf.
+			return copyHashed(src, dst, true, size, buf, discardHash{})
+		}
+		if err != nil {
+			return fmt.Errorf("copy: %w", spaceHint(err))
+		}
+		if n == 0 {
+			return fmt.Errorf("ends after %d of its %d bytes: %w", off, size, ErrMismatch)
+		}
+	}
+	return nil
+}
+
+// discardHash is a hash.Hash that hashes nothing, for copyHashed.
+type discardHash struct{}
+
+func (discardHash) Write(p []byte) (int, error) { return len(p), nil }
+func (discardHash) Sum(b []byte) []byte         { return b }
+func (discardHash) Reset()                      {}
+func (discardHash) Size() int                   { return 0 }
+func (discardHash) BlockSize() int              { return 1 }
 
 // symlink makes a symbolic link, with its owner, attributes and times.
 func (w *cloneWorker) symlink(pfd int, base string, en *manifestEntry) error {

@@ -233,6 +233,17 @@ func (f *unpackedFixture) clone(t *testing.T, target string, o CloneOptions) err
 	return rs.Install()
 }
 
+// objectOf is the name of the copy's object of the unpacked file rel.
+func (f *unpackedFixture) objectOf(t *testing.T, rel string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(f.unpacked, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return objectName(&sum)
+}
+
 // copyDir is the entry's unpacked copy directory.
 func (f *unpackedFixture) copyDir(t *testing.T) string {
 	return filepath.Join(f.entry(t).Dir, unpackedName)
@@ -276,7 +287,7 @@ func TestUnpackedCloneIsTheUnpack(t *testing.T) {
 	// The copy holds content only: one private file per content, no
 	// owner, mode or device of the image.
 	names := dirNames(t, f.copyDir(t))
-	if len(names) != 10 { // manifest + 9 distinct non-empty contents
+	if len(names) != 11 { // manifest, identity and 9 distinct non-empty contents
 		t.Errorf("copy holds %v", names)
 	}
 	for _, n := range names {
@@ -457,6 +468,15 @@ func TestUnpackedTampered(t *testing.T) {
 			b, _ := os.ReadFile(obj)
 			b[len(b)/2] ^= 1
 			os.WriteFile(obj, b, 0o600)
+		}, "does not match its SHA256"},
+		{"content, times put back", func(t *testing.T, _, obj string) {
+			// The change time still moves, so the object is hashed.
+			st := lstat(t, obj)
+			b, _ := os.ReadFile(obj)
+			b[len(b)/2] ^= 1
+			os.WriteFile(obj, b, 0o600)
+			mtime := time.Unix(st.Mtim.Unix())
+			os.Chtimes(obj, mtime, mtime)
 		}, "does not match its SHA256"},
 		{"truncated", func(t *testing.T, _, obj string) { os.Truncate(obj, 10) }, "manifest says"},
 		{"grown", func(t *testing.T, _, obj string) {
@@ -743,5 +763,108 @@ func TestUnpackedCancel(t *testing.T) {
 	cancel()
 	if err := rs.Clone(ctx, u, CloneOptions{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("clone with a cancelled context: %v", err)
+	}
+}
+
+// TestUnpackedCloneSkipsHashing: a clone reads again only the objects
+// that changed since the copy was made (identityName); without the
+// record of what they were, it hashes them all.
+func TestUnpackedCloneSkipsHashing(t *testing.T) {
+	f, err := newUnpackedFixture(t, "", richRootfs(t), UnpackedAlways)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := describe(t, f.unpacked)
+	clone := func(name string) CloneStats {
+		t.Helper()
+		var st CloneStats
+		target := f.target(t, name)
+		if err := f.clone(t, target, CloneOptions{NoReflink: true, Stats: &st}); err != nil {
+			t.Fatalf("clone %s: %v", name, err)
+		}
+		if got := describe(t, target); got != want {
+			t.Errorf("clone %s differs from the unpack:\n%s", name, diffLines(want, got))
+		}
+		return st
+	}
+	st := clone("unchanged")
+	if st.Copied == 0 || st.Hashed != 0 {
+		t.Errorf("clone of an unchanged copy: %+v, want files copied and none hashed", st)
+	}
+	// A change of an object's times (its content is the same) moves its
+	// change time: that object alone is hashed.
+	obj := filepath.Join(f.copyDir(t), f.objectOf(t, "usr/bin/big"))
+	when := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(obj, when, when); err != nil {
+		t.Fatal(err)
+	}
+	if st := clone("touched"); st.Hashed != 1 {
+		t.Errorf("clone after one object was touched: %+v, want 1 hashed", st)
+	}
+	// Without the identity file, or with one out of form, all are.
+	for _, c := range []struct {
+		name   string
+		change func(p string) error
+	}{
+		{"no identity", os.Remove},
+		{"identity out of form", func(p string) error { return os.WriteFile(p, []byte(identityHeader+"\ndev x\n"), 0o600) }},
+	} {
+		if err := c.change(filepath.Join(f.copyDir(t), identityName)); err != nil {
+			t.Fatal(err)
+		}
+		if st := clone(strings.ReplaceAll(c.name, " ", "-")); st.Hashed != st.Copied+st.Reflinked || st.Hashed == 0 {
+			t.Errorf("clone with %s: %+v, want every file hashed", c.name, st)
+		}
+	}
+}
+
+// TestUnpackedVerifyHashesEverything: Verify (cache verify) reads every
+// object whatever the identity file says, so it finds what a clone
+// trusting the file would not: here, an object changed by someone who
+// also wrote its new identity into the file (root could).
+func TestUnpackedVerifyHashesEverything(t *testing.T) {
+	f, err := newUnpackedFixture(t, "", richRootfs(t), UnpackedAlways)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := f.copyDir(t)
+	name := f.objectOf(t, "usr/bin/big")
+	obj := filepath.Join(dir, name)
+	b, err := os.ReadFile(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(obj, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	idPath := filepath.Join(dir, identityName)
+	ids, err := os.ReadFile(idPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := lstat(t, obj)
+	var lines []string
+	for _, l := range strings.Split(string(ids), "\n") {
+		if strings.HasPrefix(l, name+" ") {
+			l = fmt.Sprintf("%s %d %d %d %d", name, st.Ino, st.Size, st.Mtim.Nano(), st.Ctim.Nano())
+		}
+		lines = append(lines, l)
+	}
+	if err := os.WriteFile(idPath, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var cs CloneStats
+	if err := f.clone(t, f.target(t, "trusting"), CloneOptions{NoReflink: true, Stats: &cs}); err != nil || cs.Hashed != 0 {
+		t.Fatalf("clone with a forged identity: %v, %+v (the test needs it to trust the file)", err, cs)
+	}
+	e := f.entry(t)
+	u, err := e.OpenUnpacked()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	if err := u.Verify(t.Context()); !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), "does not match its SHA256") {
+		t.Errorf("Verify of a changed object: %v", err)
 	}
 }

@@ -42,7 +42,7 @@ func (e *env) bigObject() string {
 	names, _ := os.ReadDir(e.unpackedDir())
 	for _, n := range names {
 		fi, err := n.Info()
-		if err == nil && n.Name() != "manifest" && fi.Size() > size {
+		if err == nil && n.Name() != "manifest" && n.Name() != "identity" && fi.Size() > size {
 			best, size = filepath.Join(e.unpackedDir(), n.Name()), fi.Size()
 		}
 	}
