@@ -183,11 +183,11 @@ func timeStages(runs int, input, ext4 string, xfs []string, out io.Writer) error
 			}
 			return rs.Install()
 		}},
-		{name: "clone-copy", what: "the unpacked copy, cloned by copying (ext4), hashed", fs: "ext4", run: clone("ext4", true)},
+		{name: "clone-copy", what: "the unpacked copy, cloned by copying (ext4), unchanged files not hashed", fs: "ext4", run: clone("ext4", true)},
 	}
 	if entries["xfs"] != nil {
 		stages = append(stages,
-			stage{name: "clone-reflink", what: "the unpacked copy, cloned with reflinks (xfs), hashed", fs: "xfs", run: clone("xfs", false)})
+			stage{name: "clone-reflink", what: "the unpacked copy, cloned with reflinks (xfs), unchanged files not hashed", fs: "xfs", run: clone("xfs", false)})
 	}
 	// The shell template's own steps, for scale.
 	if xzBin, err := exec.LookPath("xz"); err == nil {
