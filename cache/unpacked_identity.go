@@ -33,7 +33,7 @@ type objectIdentity struct {
 }
 
 func identityOf(st *unix.Stat_t) objectIdentity {
-	return objectIdentity{ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}
+	return objectIdentity{ino: uint64(st.Ino), size: int64(st.Size), mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}
 }
 
 // identities are a copy's recorded objects, by name, on device dev.
@@ -45,7 +45,7 @@ type identities struct {
 // unchanged says whether the object name, of stat st, is as recorded. A
 // nil identities knows no object.
 func (id *identities) unchanged(name string, st *unix.Stat_t) bool {
-	if id == nil || st.Dev != id.dev {
+	if id == nil || uint64(st.Dev) != id.dev {
 		return false
 	}
 	rec, ok := id.objects[name]
@@ -63,7 +63,7 @@ func recordIdentities(obj int, names []string) error {
 		return fmt.Errorf("stat the copy: %w", err)
 	}
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "%s\ndev %d\n", identityHeader, dir.Dev)
+	fmt.Fprintf(&b, "%s\ndev %d\n", identityHeader, uint64(dir.Dev))
 	var newest int64
 	for _, name := range names {
 		var st unix.Stat_t
