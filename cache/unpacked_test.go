@@ -464,17 +464,11 @@ func TestUnpackedTampered(t *testing.T) {
 		tamper func(t *testing.T, copyDir, object string)
 		want   string
 	}{
-		{"content", func(t *testing.T, _, obj string) {
-			b, _ := os.ReadFile(obj)
-			b[len(b)/2] ^= 1
-			os.WriteFile(obj, b, 0o600)
-		}, "does not match its SHA256"},
+		{"content", func(t *testing.T, _, obj string) { flipMiddleByte(t, obj) }, "does not match its SHA256"},
 		{"content, times put back", func(t *testing.T, _, obj string) {
 			// The change time still moves, so the object is hashed.
 			st := lstat(t, obj)
-			b, _ := os.ReadFile(obj)
-			b[len(b)/2] ^= 1
-			os.WriteFile(obj, b, 0o600)
+			flipMiddleByte(t, obj)
 			mtime := time.Unix(st.Mtim.Unix())
 			os.Chtimes(obj, mtime, mtime)
 		}, "does not match its SHA256"},
@@ -766,6 +760,19 @@ func TestUnpackedCancel(t *testing.T) {
 	}
 }
 
+// flipMiddleByte changes one bit in the middle of the file at p, in place.
+func flipMiddleByte(t *testing.T, p string) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestUnpackedCloneSkipsHashing: a clone reads again only the objects
 // that changed since the copy was made (identityName); without the
 // record of what they were, it hashes them all.
@@ -830,14 +837,7 @@ func TestUnpackedVerifyHashesEverything(t *testing.T) {
 	dir := f.copyDir(t)
 	name := f.objectOf(t, "usr/bin/big")
 	obj := filepath.Join(dir, name)
-	b, err := os.ReadFile(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 1
-	if err := os.WriteFile(obj, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	flipMiddleByte(t, obj)
 	idPath := filepath.Join(dir, identityName)
 	ids, err := os.ReadFile(idPath)
 	if err != nil {

@@ -322,13 +322,7 @@ func TestStreamDecodesWhileArriving(t *testing.T) {
 	// and learns the reader through a channel.
 	started := make(chan *parallelReader, 1)
 	go func() {
-		trickle(pw, file[:mid])
-		r := <-started
-		// Give the worker time to reach the stall, but go on without
-		// it: the test then fails below rather than hanging.
-		for deadline := time.Now().Add(10 * time.Second); r.arrivingBlocks.Load() == 0 && time.Now().Before(deadline); {
-			time.Sleep(time.Millisecond)
-		}
+		arriveAndStall(pw, file[:mid], started)
 		pw.Write(file[mid:])
 		pw.Close()
 	}()
@@ -363,6 +357,18 @@ func trickle(w io.Writer, p []byte) {
 	}
 }
 
+// arriveAndStall trickles head into w, then stalls until the reader sent
+// on started has a block decoded while it arrives. It gives the worker
+// time to reach the stall but goes on without it after 10 s: the test
+// then fails rather than hangs.
+func arriveAndStall(w io.Writer, head []byte, started <-chan *parallelReader) {
+	trickle(w, head)
+	r := <-started
+	for deadline := time.Now().Add(10 * time.Second); r.arrivingBlocks.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestStreamArrivingTruncated: a block decoded while it arrives that ends
 // early, in its data or in its check, fails with the error of the read,
 // as a block read whole first does.
@@ -374,11 +380,7 @@ func TestStreamArrivingTruncated(t *testing.T) {
 		pr, pw := io.Pipe()
 		started := make(chan *parallelReader, 1)
 		go func() {
-			trickle(pw, file[:cut])
-			r := <-started
-			for deadline := time.Now().Add(10 * time.Second); r.arrivingBlocks.Load() == 0 && time.Now().Before(deadline); {
-				time.Sleep(time.Millisecond)
-			}
+			arriveAndStall(pw, file[:cut], started)
 			pw.Close()
 		}()
 		rc, err := NewStreamReader(pr, Options{Workers: 2})
