@@ -304,7 +304,9 @@ manifest of every entry (type, mode, owner, extended attributes, times,
 size and SHA256) that the entry's record ties to the image's signed sums;
 later containers are cloned from that copy rather than decoded from the
 tarball: each file by reflink where the filesystem has them, else copied,
-and its content checked against the manifest as it is cloned. A copy that
+and its content checked against the manifest as it is cloned unless the
+file in the copy is, to its inode and change time, the one recorded when
+the copy was made (\fBcache verify\fR checks them all). A copy that
 fails a check, or a cache on another filesystem than the rootfs, is
 warned about and the tarball is unpacked instead. Only root keeps and uses
 copies, and only for system containers.
