@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
 	"sync"
 
@@ -240,8 +239,8 @@ func (c Cache) DropUnpacked(k Key) (bool, error) {
 
 // UnpackedUsage is the disk use of an entry's unpacked copy.
 type UnpackedUsage struct {
-	// Files and Bytes count the copy's files (one per distinct content)
-	// and their size; Allocated is the space they take, in which blocks
+	// Files counts the copy's files of content (one per distinct
+	// content) and Bytes the size of all its files, manifest included; Allocated is the space they take, in which blocks
 	// shared with containers (Reflinked) are counted too.
 	Files            int
 	Bytes, Allocated int64
@@ -281,7 +280,9 @@ func (e *Entry) UnpackedUsage() (UnpackedUsage, bool, error) {
 		for _, n := range names {
 			var st unix.Stat_t
 			if unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
-				u.Files++
+				if n != manifestName && n != identityName {
+					u.Files++
+				}
 				u.Bytes += st.Size
 				u.Allocated += int64(st.Blocks) * 512
 			}
@@ -472,7 +473,7 @@ func (c Cache) buildUnpacked(ctx context.Context, ed storeDir, s *RootfsStage, r
 	for sum := range b.objects {
 		names = append(names, objectName(&sum))
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	if err := recordIdentities(obj, names); err != nil {
 		return rec, fmt.Errorf("keep unpacked copy: %w", spaceHint(err))
 	}
@@ -690,8 +691,8 @@ func cannotClone(err error) bool {
 	return err == unix.EOPNOTSUPP || err == unix.ENOTTY || err == unix.EINVAL || err == unix.EXDEV || err == unix.ENOSYS || err == unix.EBADF
 }
 
-// copyHashed reads size bytes of src from its start into h and, with
-// write, to dst; a file shorter than that is an error. (The callers
+// copyHashed reads size bytes of src from its start into h (unless nil)
+// and, with write, to dst; a file shorter than that is an error. (The callers
 // checked its size; a clone checks the size of what it cloned.)
 func copyHashed(src, dst int, write bool, size int64, buf []byte, h hash.Hash) error {
 	var off int64
@@ -706,7 +707,9 @@ func copyHashed(src, dst int, write bool, size int64, buf []byte, h hash.Hash) e
 		if n == 0 {
 			return fmt.Errorf("ends after %d of its %d bytes: %w", off, size, ErrMismatch)
 		}
-		h.Write(buf[:n])
+		if h != nil {
+			h.Write(buf[:n])
+		}
 		if write {
 			if err := writeAll(dst, buf[:n]); err != nil {
 				return fmt.Errorf("write: %w", spaceHint(err))

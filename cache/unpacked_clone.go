@@ -74,6 +74,7 @@ func (s *RootfsStage) Clone(ctx context.Context, u *UnpackedCopy, o CloneOptions
 	c := &cloner{ctx: ctx, u: u, root: root, obj: int(u.dir.Fd()), umask: currentUmask(),
 		euid: uint32(os.Geteuid()), egid: uint32(os.Getegid())}
 	c.noReflink.Store(o.NoReflink || !reflink)
+	c.forceCopy = o.NoReflink
 	err = c.run(max(o.Workers, 0))
 	if err != nil {
 		return fmt.Errorf("clone unpacked copy %s: %w", u.path, err)
@@ -102,6 +103,9 @@ type cloner struct {
 	umask      uint32
 	euid, egid uint32
 	noReflink  atomic.Bool
+	// forceCopy (CloneOptions.NoReflink) copies through user space even
+	// where copy_file_range could share the blocks.
+	forceCopy bool
 	// Counts, for CloneStats.
 	reflinked, copied, hashed atomic.Int64
 }
@@ -482,6 +486,9 @@ func (w *cloneWorker) content(dst int, en *manifestEntry) error {
 		if cloned {
 			return nil
 		}
+		if c.forceCopy {
+			return copyHashed(src, dst, true, en.size, w.buf, nil)
+		}
 		return copyPlain(src, dst, en.size, w.buf)
 	}
 	c.hashed.Add(1)
@@ -510,7 +517,7 @@ func copyPlain(src, dst int, size int64, buf []byte) error {
 		}
 		if err != nil && off == 0 && (err == unix.ENOSYS || err == unix.EXDEV || err == unix.EINVAL || err == unix.EOPNOTSUPP) {
 			// No copy_file_range between these two: through buf.
-			return copyHashed(src, dst, true, size, buf, discardHash{})
+			return copyHashed(src, dst, true, size, buf, nil)
 		}
 		if err != nil {
 			return fmt.Errorf("copy: %w", spaceHint(err))
@@ -521,15 +528,6 @@ func copyPlain(src, dst int, size int64, buf []byte) error {
 	}
 	return nil
 }
-
-// discardHash is a hash.Hash that hashes nothing, for copyHashed.
-type discardHash struct{}
-
-func (discardHash) Write(p []byte) (int, error) { return len(p), nil }
-func (discardHash) Sum(b []byte) []byte         { return b }
-func (discardHash) Reset()                      {}
-func (discardHash) Size() int                   { return 0 }
-func (discardHash) BlockSize() int              { return 1 }
 
 // symlink makes a symbolic link, with its owner, attributes and times.
 func (w *cloneWorker) symlink(pfd int, base string, en *manifestEntry) error {

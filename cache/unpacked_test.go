@@ -625,7 +625,9 @@ func TestUnpackedCrash(t *testing.T) {
 	if err := f.c.KeepUnpacked(t.Context(), testKey, f.img.sum(), rs, UnpackedAlways, false); err != nil {
 		t.Fatal(err)
 	}
-	if u, found, err := f.entry(t).UnpackedUsage(); err != nil || !found || u.Orphan || u.Bytes < 200<<10 {
+	// Files counts the contents (9 distinct), not the manifest or the
+	// identity file.
+	if u, found, err := f.entry(t).UnpackedUsage(); err != nil || !found || u.Orphan || u.Bytes < 200<<10 || u.Files != 9 {
 		t.Errorf("usage: %+v %v %v", u, found, err)
 	}
 	if dropped, err := f.c.DropUnpacked(testKey); err != nil || !dropped {

@@ -300,12 +300,12 @@ func (s *streamParser) block(check byte) (record, error) {
 	}
 	what := fmt.Sprintf("block %d", b.num)
 	if whole {
-		// With a slot, the memory and a worker free right now, the
-		// worker decodes the block while it arrives.
+		// With a slot and the memory for the output free right now,
+		// a worker decodes the block while it arrives: the one idle
+		// now, or the first to become idle while the data arrives
+		// (offer), or else the next one once all of it is read.
 		f := newFilling(input, b.dataOffset(), s.r.quit, &s.r.arrivingBlocks)
 		if j, toWorker := s.r.tryJob(b, f, input); j != nil {
-			// No worker was idle: offer the job again as the data
-			// arrives, so one that becomes idle meanwhile takes it.
 			offer := func() bool {
 				if !toWorker {
 					toWorker = s.r.offerWorker(j)
