@@ -299,6 +299,9 @@ func (s *streamParser) block(check byte) (record, error) {
 		return record{}, err
 	}
 	what := fmt.Sprintf("block %d", b.num)
+	// The record is taken before a worker has b: one decoding it as a
+	// stream writes the sizes it found into b (the same, or an error).
+	rec := record{b.headerSize + b.compressedSize + cs, b.size}
 	if whole {
 		// With a slot and the memory for the output free right now,
 		// a worker decodes the block while it arrives: the one idle
@@ -326,7 +329,7 @@ func (s *streamParser) block(check byte) (record, error) {
 			if !toWorker && !s.r.queueWorker(j) {
 				return record{}, errStop
 			}
-			return record{b.headerSize + b.compressedSize + cs, b.size}, nil
+			return rec, nil
 		}
 	}
 	if err := s.readFull(input, what); err != nil {
@@ -341,7 +344,7 @@ func (s *streamParser) block(check byte) (record, error) {
 	if !s.r.queue(j, true) {
 		return record{}, errStop
 	}
-	return record{b.headerSize + b.compressedSize + cs, b.size}, nil
+	return rec, nil
 }
 
 // decodeHere decodes block b as it is read, as a stream, queueing its
